@@ -1,0 +1,14 @@
+"""Channel-attention layers for Keras 3, computed with `keras.ops` (any backend).
+
+- `SqueezeExcite` — Squeeze-and-Excitation (Hu et al., 2018).
+- `SelectiveKernel` — Selective Kernel convolution (Li et al., 2019).
+- `SplitAttention` — Split-Attention convolution of ResNeSt (Zhang et al., 2020).
+
+Each exposes `attention_weights(inputs)`, the gate or branch weights it applies.
+"""
+
+from keras_attn.layers.selective_kernel import SelectiveKernel
+from keras_attn.layers.split_attention import SplitAttention
+from keras_attn.layers.squeeze_excite import SqueezeExcite
+
+__all__ = ["SelectiveKernel", "SplitAttention", "SqueezeExcite"]

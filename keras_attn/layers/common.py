@@ -1,0 +1,194 @@
+"""Helpers shared by the attention layers and the network builders.
+
+Everything here exists to make a Keras network compute the same function as its timm
+(PyTorch) twin, so that published checkpoints load and give the same logits.
+"""
+
+import keras
+from keras import ops
+
+# PyTorch's BatchNorm2d defaults: eps 1e-5 and a running-average momentum of 0.1, which
+# Keras expresses as the weight of the old value (0.9).
+BN_EPSILON = 1e-5
+BN_MOMENTUM = 0.9
+
+_LOW_PRECISION = ("float16", "bfloat16")
+
+
+def make_divisible(value, divisor=8, min_value=None, round_limit=0.9):
+    """Rounds `value` to a multiple of `divisor`, exactly as timm's `make_divisible`.
+
+    Args:
+        value: the width to round.
+        divisor: the multiple to round to.
+        min_value: the smallest result; defaults to `divisor`.
+        round_limit: when rounding loses more than `1 - round_limit` of `value`, one more
+            `divisor` is added. `0.0` turns this off (timm's SE module does).
+
+    Returns:
+        An int.
+    """
+    min_value = min_value or divisor
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if rounded < round_limit * value:
+        rounded += divisor
+    return rounded
+
+
+def torch_padding(kernel_size, strides=1, dilation_rate=1):
+    """The symmetric padding PyTorch (timm's `get_padding`) uses for a convolution.
+
+    TensorFlow's `"same"` pads strided convolutions asymmetrically (more at the end); a
+    PyTorch network pads both sides equally. An explicit pad of this size followed by a
+    `"valid"` convolution computes what PyTorch computes.
+    """
+    return ((strides - 1) + dilation_rate * (kernel_size - 1)) // 2
+
+
+def torch_conv_output_size(size, kernel_size, strides=1, dilation_rate=1, padding=0):
+    """Output length of a PyTorch convolution or pooling (floor mode); `None` stays `None`."""
+    if size is None:
+        return None
+    return (size + 2 * padding - dilation_rate * (kernel_size - 1) - 1) // strides + 1
+
+
+class TorchConvGeometry:
+    """How to make a Keras `Conv2D` compute what a PyTorch `Conv2d` with symmetric padding does.
+
+    Strided convolutions get an explicit symmetric pad and `"valid"` padding (TensorFlow's
+    `"same"` pads more at the end). A convolution that is both strided and dilated (Selective
+    Kernel's dilated branch in a stride-2 block), which TensorFlow cannot run, is rewritten
+    exactly: when the dilation is a multiple of the stride it reads every `stride`-th pixel
+    and convolves with `dilation / stride`; otherwise it convolves with stride 1 and keeps
+    every `stride`-th output.
+
+    Example:
+
+    >>> geometry = TorchConvGeometry(kernel_size=3, strides=2, dilation_rate=2)
+    >>> conv = keras.layers.Conv2D(64, 3, use_bias=False, **geometry.conv_kwargs)
+    >>> outputs = geometry.apply(conv, inputs)
+    """
+
+    def __init__(self, kernel_size, strides=1, dilation_rate=1):
+        self.kernel_size = kernel_size
+        self.strides = strides
+        self.dilation_rate = dilation_rate
+        self.padding = torch_padding(kernel_size, strides, dilation_rate)
+        self.input_step = self.output_step = 1
+        conv_strides, conv_dilation = strides, dilation_rate
+        if strides > 1 and dilation_rate > 1:
+            conv_strides = 1
+            if dilation_rate % strides == 0:
+                self.input_step, conv_dilation = strides, dilation_rate // strides
+            else:
+                self.output_step = strides
+        same = strides == 1 and (dilation_rate * (kernel_size - 1)) % 2 == 0
+        if same:
+            self.padding = 0
+        self.conv_kwargs = {
+            "strides": conv_strides,
+            "dilation_rate": conv_dilation,
+            "padding": "same" if same else "valid",
+            "data_format": "channels_last",
+        }
+
+    def conv_input_shape(self, input_shape):
+        """The shape the wrapped `Conv2D` sees for a given layer input shape."""
+        batch, height, width, channels = input_shape
+
+        def size(length):
+            if length is None:
+                return None
+            return -(-(length + 2 * self.padding) // self.input_step)
+
+        return (batch, size(height), size(width), channels)
+
+    def apply(self, conv, inputs):
+        x = pad_spatial(inputs, self.padding)
+        if self.input_step > 1:
+            x = x[:, :: self.input_step, :: self.input_step, :]
+        x = conv(x)
+        if self.output_step > 1:
+            x = x[:, :: self.output_step, :: self.output_step, :]
+        return x
+
+    def output_size(self, size):
+        """Spatial output length for an input length (PyTorch's formula)."""
+        return torch_conv_output_size(
+            size,
+            self.kernel_size,
+            self.strides,
+            self.dilation_rate,
+            torch_padding(self.kernel_size, self.strides, self.dilation_rate),
+        )
+
+
+def batch_norm(name=None, dtype=None, synchronized=False):
+    """A `BatchNormalization` with PyTorch's epsilon and momentum, so timm statistics fit."""
+    return keras.layers.BatchNormalization(
+        epsilon=BN_EPSILON,
+        momentum=BN_MOMENTUM,
+        synchronized=synchronized,
+        name=name,
+        dtype=dtype,
+    )
+
+
+def gate_dtype_policy(policy):
+    """The dtype policy for the small layers that compute an attention gate.
+
+    Under `mixed_float16` or `mixed_bfloat16` the gates (pooled statistics, their fully
+    connected layers, sigmoid or softmax) run in float32: they are cheap, and a softmax over
+    radix or a sigmoid near saturation is where half precision loses accuracy. Otherwise they
+    follow the layer's own policy.
+    """
+    if policy.compute_dtype in _LOW_PRECISION:
+        return keras.DTypePolicy("float32")
+    return policy
+
+
+def spatial_mean(inputs, dtype):
+    """Global average pool over height and width, kept as (batch, 1, 1, channels)."""
+    return ops.mean(ops.cast(inputs, dtype), axis=(1, 2), keepdims=True)
+
+
+def pad_spatial(inputs, padding):
+    """Zero-pads height and width by `padding` on both sides (no-op for 0)."""
+    if padding == 0:
+        return inputs
+    return ops.pad(inputs, [[0, 0], [padding, padding], [padding, padding], [0, 0]])
+
+
+def check_positive_int(name, value, minimum=1):
+    """Raises a `ValueError` naming `name` unless `value` is an int >= `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}; received {name}={value!r}.")
+    return value
+
+
+def check_positive_number(name, value):
+    """Raises a `ValueError` naming `name` unless `value` is a number > 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"`{name}` must be a number > 0; received {name}={value!r}.")
+    return value
+
+
+def check_channels_last(layer_name, input_shape):
+    """Raises unless the input is a rank-4 NHWC tensor with a known channel count."""
+    if len(input_shape) != 4:
+        raise ValueError(
+            f"{layer_name} expects a rank-4 input (batch, height, width, channels); "
+            f"received input_shape={tuple(input_shape)}."
+        )
+    if input_shape[-1] is None:
+        raise ValueError(
+            f"{layer_name} needs a known channel count (the last axis); "
+            f"received input_shape={tuple(input_shape)}."
+        )
+    return int(input_shape[-1])
+
+
+def ensure_built(layer, inputs):
+    """Builds `layer` for `inputs` unless it is built (for methods other than `call`)."""
+    if not layer.built:
+        layer.build(tuple(inputs.shape))

@@ -1,0 +1,217 @@
+"""Selective Kernel convolution: branches of different receptive fields, mixed by attention."""
+
+import keras
+from keras import ops
+
+from keras_attn.layers import common
+
+
+@keras.saving.register_keras_serializable(package="keras_attn")
+class SelectiveKernel(keras.layers.Layer):
+    """Selective Kernel convolution (Li et al., "Selective Kernel Networks", CVPR 2019).
+
+    Split: M branches convolve the input with different receptive fields, each a grouped
+    convolution (G = `cardinality`) followed by BatchNorm and ReLU. With `keep_3x3` (the
+    paper's and timm's choice) a k x k branch is a 3x3 convolution dilated by (k - 1) / 2, so
+    the default `kernel_size=(3, 5)` gives a 3x3 and a dilated 3x3 (5x5 receptive field).
+    Fuse: the branches are summed and pooled globally; a reduced fully connected layer
+    (width d = max(C * rd_ratio, rd_divisor) rounded as timm does) with BatchNorm and ReLU
+    follows. Select: one fully connected layer per branch, a softmax across branches per
+    channel, and the branches summed with those weights. The attention runs in float32 under
+    mixed precision.
+
+    Sublayers are named after timm's `SelectiveKernel` (`path{i}_conv`, `path{i}_bn`,
+    `fc_reduce`, `attn_bn`, `fc_select`) so timm checkpoints map onto them.
+
+    Args:
+        filters: output channels C.
+        kernel_size: receptive field of each branch, an odd int >= 3 per branch.
+        strides: stride of every branch.
+        dilation_rate: base dilation of every branch.
+        cardinality: groups G of each branch's convolution.
+        rd_ratio: attention width relative to `filters` (the paper's 1/r).
+        rd_channels: attention width; overrides `rd_ratio` when given.
+        rd_divisor: the attention width is rounded to a multiple of this and is at least this
+            (the paper's L).
+        keep_3x3: make every branch a 3x3 convolution, dilated to its receptive field.
+        split_input: feed each branch its own equal slice of the input channels (timm's
+            `split_input`) instead of the whole input.
+        activation: activation after each branch and in the attention.
+        **kwargs: standard `keras.layers.Layer` arguments.
+
+    Input shape: `(batch, height, width, channels)`; output shape:
+    `(batch, new_height, new_width, filters)`, the spatial size that of a PyTorch convolution
+    with symmetric padding.
+
+    Example:
+
+    >>> features = keras.Input((None, None, 128))
+    >>> selected = SelectiveKernel(128, strides=2, cardinality=32)(features)
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size=(3, 5),
+        strides=1,
+        dilation_rate=1,
+        cardinality=1,
+        rd_ratio=1.0 / 16,
+        rd_channels=None,
+        rd_divisor=8,
+        keep_3x3=True,
+        split_input=True,
+        activation="relu",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters = common.check_positive_int("filters", filters)
+        if isinstance(kernel_size, int):
+            kernel_size = (kernel_size, kernel_size)
+        kernel_size = tuple(kernel_size)
+        if len(kernel_size) < 2 or any(
+            not isinstance(k, int) or k < 3 or k % 2 == 0 for k in kernel_size
+        ):
+            raise ValueError(
+                "`kernel_size` must list at least two odd kernel sizes >= 3, one per branch; "
+                f"received kernel_size={kernel_size!r}."
+            )
+        self.kernel_size = kernel_size
+        self.strides = common.check_positive_int("strides", strides)
+        self.dilation_rate = common.check_positive_int("dilation_rate", dilation_rate)
+        self.cardinality = common.check_positive_int("cardinality", cardinality)
+        if filters % cardinality:
+            raise ValueError(
+                f"`cardinality` must divide `filters`; received cardinality={cardinality} "
+                f"with filters={filters}."
+            )
+        self.rd_ratio = common.check_positive_number("rd_ratio", rd_ratio)
+        if rd_channels is not None:
+            common.check_positive_int("rd_channels", rd_channels)
+        self.rd_channels = rd_channels
+        self.rd_divisor = common.check_positive_int("rd_divisor", rd_divisor)
+        self.keep_3x3 = bool(keep_3x3)
+        self.split_input = bool(split_input)
+        self.activation = keras.activations.get(activation)
+
+        if self.keep_3x3:
+            branches = [(3, dilation_rate * (k - 1) // 2) for k in kernel_size]
+        else:
+            branches = [(k, dilation_rate) for k in kernel_size]
+        self._geometries = [
+            common.TorchConvGeometry(k, strides, d) for k, d in branches
+        ]
+        self.path_convs = [
+            keras.layers.Conv2D(
+                filters,
+                k,
+                groups=cardinality,
+                use_bias=False,
+                name=f"path{i}_conv",
+                dtype=self.dtype_policy,
+                **geometry.conv_kwargs,
+            )
+            for i, ((k, _), geometry) in enumerate(zip(branches, self._geometries))
+        ]
+        self.path_bns = [
+            common.batch_norm(f"path{i}_bn", dtype=self.dtype_policy)
+            for i in range(len(branches))
+        ]
+        gate_policy = common.gate_dtype_policy(self.dtype_policy)
+        self.fc_reduce = keras.layers.Conv2D(
+            self.attention_channels, 1, use_bias=False, name="fc_reduce", dtype=gate_policy
+        )
+        self.attn_bn = common.batch_norm("attn_bn", dtype=gate_policy)
+        self.fc_select = keras.layers.Conv2D(
+            filters * len(branches), 1, use_bias=False, name="fc_select", dtype=gate_policy
+        )
+
+    @property
+    def num_paths(self):
+        return len(self.kernel_size)
+
+    @property
+    def attention_channels(self):
+        """Width d of the fused descriptor."""
+        if self.rd_channels is not None:
+            return self.rd_channels
+        return common.make_divisible(self.filters * self.rd_ratio, self.rd_divisor)
+
+    def build(self, input_shape):
+        channels = common.check_channels_last("SelectiveKernel", input_shape)
+        if self.split_input and channels % self.num_paths:
+            raise ValueError(
+                f"SelectiveKernel with split_input=True needs input channels divisible by the "
+                f"{self.num_paths} branches; received input_shape={tuple(input_shape)}."
+            )
+        path_channels = channels // self.num_paths if self.split_input else channels
+        if path_channels % self.cardinality:
+            raise ValueError(
+                f"`cardinality` must divide each branch's input channels; received "
+                f"cardinality={self.cardinality} with {path_channels} input channels per branch."
+            )
+        path_shape = tuple(input_shape[:-1]) + (path_channels,)
+        for geometry, conv, bn in zip(self._geometries, self.path_convs, self.path_bns):
+            conv.build(geometry.conv_input_shape(path_shape))
+            bn.build(conv.compute_output_shape(geometry.conv_input_shape(path_shape)))
+        self.fc_reduce.build((None, 1, 1, self.filters))
+        self.attn_bn.build((None, 1, 1, self.attention_channels))
+        self.fc_select.build((None, 1, 1, self.attention_channels))
+
+    def _paths(self, inputs, training=None):
+        if self.split_input:
+            slices = ops.split(inputs, self.num_paths, axis=-1)
+        else:
+            slices = [inputs] * self.num_paths
+        return [
+            self.activation(bn(geometry.apply(conv, x), training=training))
+            for x, geometry, conv, bn in zip(
+                slices, self._geometries, self.path_convs, self.path_bns
+            )
+        ]
+
+    def _selection(self, paths, training=None):
+        fused = common.spatial_mean(sum(paths[1:], paths[0]), self.fc_reduce.compute_dtype)
+        descriptor = self.activation(self.attn_bn(self.fc_reduce(fused), training=training))
+        logits = self.fc_select(descriptor)
+        # timm orders fc_select's outputs branch-major: (branch, channel).
+        logits = ops.reshape(logits, (-1, 1, 1, self.num_paths, self.filters))
+        return ops.softmax(logits, axis=3)
+
+    def attention_weights(self, inputs, training=None):
+        """Branch weights, shape `(batch, 1, 1, num_paths, filters)`, summing to 1 per channel."""
+        common.ensure_built(self, inputs)
+        return self._selection(self._paths(inputs, training), training)
+
+    def call(self, inputs, training=None):
+        paths = self._paths(inputs, training)
+        weights = ops.cast(self._selection(paths, training), paths[0].dtype)
+        return sum(path * weights[:, :, :, i, :] for i, path in enumerate(paths))
+
+    def compute_output_shape(self, input_shape):
+        geometry = self._geometries[0]
+        return (
+            input_shape[0],
+            geometry.output_size(input_shape[1]),
+            geometry.output_size(input_shape[2]),
+            self.filters,
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "kernel_size": list(self.kernel_size),
+                "strides": self.strides,
+                "dilation_rate": self.dilation_rate,
+                "cardinality": self.cardinality,
+                "rd_ratio": self.rd_ratio,
+                "rd_channels": self.rd_channels,
+                "rd_divisor": self.rd_divisor,
+                "keep_3x3": self.keep_3x3,
+                "split_input": self.split_input,
+                "activation": keras.activations.serialize(self.activation),
+            }
+        )
+        return config

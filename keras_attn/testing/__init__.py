@@ -1,0 +1,81 @@
+"""Reusable checks for keras_attn layers and networks (and for networks built on them).
+
+Each check asserts behaviour: outputs equal after a round trip, every trainable weight moved
+by a training step, output shapes equal to what `compute_output_shape` promised.
+"""
+
+import os
+
+import keras
+import numpy as np
+
+
+def random_images(shape, seed=0):
+    """Reproducible float32 inputs in [0, 1)."""
+    return np.random.default_rng(seed).random(shape, dtype=np.float32)
+
+
+def perturb_batch_norm_statistics(model, seed=0):
+    """Gives every BatchNorm non-trivial moving statistics and affine parameters.
+
+    Freshly initialised BatchNorms are the identity in inference, which would hide a
+    statistic lost in a round trip; random ones make every number matter.
+    """
+    rng = np.random.default_rng(seed)
+    for variable in model.weights:
+        name = variable.path.rsplit("/", 1)[-1]
+        shape = tuple(variable.shape)
+        if name == "moving_mean":
+            variable.assign(rng.normal(0.0, 0.1, shape).astype(variable.dtype))
+        elif name == "moving_variance":
+            variable.assign(rng.uniform(0.5, 1.5, shape).astype(variable.dtype))
+        elif name == "gamma":
+            variable.assign(rng.uniform(0.5, 1.5, shape).astype(variable.dtype))
+        elif name == "beta":
+            variable.assign(rng.normal(0.0, 0.1, shape).astype(variable.dtype))
+
+
+def assert_keras_file_round_trip(model, inputs, directory, atol=0.0):
+    """Saves `model` to a `.keras` file, reloads it and checks equal outputs and configs."""
+    path = os.path.join(directory, f"{model.name}.keras")
+    model.save(path)
+    reloaded = keras.saving.load_model(path)
+    expected = keras.ops.convert_to_numpy(model(inputs, training=False))
+    actual = keras.ops.convert_to_numpy(reloaded(inputs, training=False))
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=atol)
+    assert [w.path for w in reloaded.weights] == [w.path for w in model.weights]
+    return reloaded
+
+
+def assert_config_round_trip(layer, inputs):
+    """`from_config(get_config())` rebuilds a layer that computes the same function."""
+    clone = type(layer).from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    clone(inputs)
+    clone.set_weights(layer.get_weights())
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(clone(inputs, training=False)),
+        keras.ops.convert_to_numpy(layer(inputs, training=False)),
+    )
+
+
+def assert_fit_changes_every_weight(model, inputs, labels, from_logits=False, learning_rate=0.1):
+    """One `model.fit` step (SGD) must change every trainable weight of `model`.
+
+    `labels` are integer class ids for a classifier, or arrays shaped like the model's
+    output (trained with mean squared error) for any other model.
+    """
+    if np.asarray(labels).ndim == 1:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+    else:
+        loss = keras.losses.MeanSquaredError()
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate), loss=loss)
+    before = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
+    history = model.fit(inputs, labels, batch_size=len(inputs), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    unchanged = [
+        w.path
+        for w, old in zip(model.trainable_weights, before)
+        if np.array_equal(keras.ops.convert_to_numpy(w), old)
+    ]
+    assert not unchanged, f"a fit step left these trainable weights unchanged: {unchanged}"

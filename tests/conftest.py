@@ -1,0 +1,17 @@
+import os
+
+# Keep TensorFlow's start-up chatter out of test logs; must be set before it is imported.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _restore_global_keras_state():
+    """Tests may change the dtype policy or image data format; put them back afterwards."""
+    policy = keras.config.dtype_policy()
+    data_format = keras.config.image_data_format()
+    yield
+    keras.config.set_dtype_policy(policy)
+    keras.config.set_image_data_format(data_format)

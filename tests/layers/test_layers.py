@@ -1,0 +1,259 @@
+"""Behaviour shared by the three attention layers, and what each computes."""
+
+import re
+
+import keras
+import numpy as np
+import pytest
+
+from keras_attn import testing
+from keras_attn.layers import SelectiveKernel, SplitAttention, SqueezeExcite, common
+
+CASES = {
+    "se": (SqueezeExcite, {}, 32),
+    "se_rd_channels": (SqueezeExcite, {"rd_channels": 5, "gate_activation": "hard_sigmoid"}, 32),
+    "sk_split_strided": (SelectiveKernel, {"filters": 16, "strides": 2, "cardinality": 4}, 16),
+    "sk_whole_input": (
+        SelectiveKernel,
+        {"filters": 24, "cardinality": 2, "split_input": False, "rd_divisor": 16},
+        12,
+    ),
+    "sk_three_5x5_7x7": (
+        SelectiveKernel,
+        {"filters": 16, "kernel_size": (3, 5, 7), "keep_3x3": False, "split_input": False,
+         "strides": 2},
+        8,
+    ),
+    "splat_r2": (SplitAttention, {"filters": 16, "radix": 2, "strides": 2}, 16),
+    "splat_r4_k2": (SplitAttention, {"filters": 16, "radix": 4, "cardinality": 2}, 24),
+    "splat_r1_k4": (SplitAttention, {"filters": 16, "radix": 1, "cardinality": 4}, 16),
+}
+
+
+def _layer(case, **kwargs):
+    cls, init_kwargs, channels = CASES[case]
+    return cls(**init_kwargs, **kwargs), channels
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_unknown_height_and_width_and_output_shape(case):
+    layer, channels = _layer(case)
+    inputs = keras.Input((None, None, channels))
+    outputs = layer(inputs)
+    assert tuple(outputs.shape) == layer.compute_output_shape((None, None, None, channels))
+    model = keras.Model(inputs, outputs)
+    for height, width in ((9, 9), (8, 13)):
+        x = testing.random_images((2, height, width, channels))
+        y = model.predict(x, verbose=0)
+        assert y.shape == layer.compute_output_shape(x.shape)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_config_round_trip(case):
+    layer, channels = _layer(case, name="attention")
+    x = testing.random_images((2, 9, 9, channels))
+    layer(x)
+    testing.assert_config_round_trip(layer, x)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_keras_file_round_trip_and_fit(case, tmp_path):
+    layer, channels = _layer(case)
+    inputs = keras.Input((None, None, channels))
+    x = layer(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(3)(x)
+    model = keras.Model(inputs, outputs, name=f"with_{case}")
+    testing.perturb_batch_norm_statistics(model)
+    images = testing.random_images((4, 9, 9, channels))
+    testing.assert_keras_file_round_trip(model, images, tmp_path)
+    testing.assert_fit_changes_every_weight(model, images, np.array([0, 1, 2, 1]), from_logits=True)
+
+
+@pytest.mark.parametrize("policy, atol", [("mixed_float16", 5e-3), ("mixed_bfloat16", 3e-2)])
+@pytest.mark.parametrize("case", ["se", "sk_split_strided", "splat_r2", "splat_r1_k4"])
+def test_mixed_precision_computes_gates_in_float32(case, policy, atol):
+    reference, channels = _layer(case)
+    mixed, _ = _layer(case, dtype=policy)
+    x = testing.random_images((2, 9, 9, channels))
+    expected = keras.ops.convert_to_numpy(reference(x))
+    mixed(x)
+    mixed.set_weights(reference.get_weights())
+    low_precision = policy.split("_")[1]
+    outputs = mixed(x)
+    assert keras.backend.standardize_dtype(outputs.dtype) == low_precision
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(keras.ops.cast(outputs, "float32")), expected, atol=atol
+    )
+    weights = mixed.attention_weights(x)
+    assert keras.backend.standardize_dtype(weights.dtype) == "float32"
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(weights),
+        keras.ops.convert_to_numpy(reference.attention_weights(x)),
+        atol=atol,
+    )
+
+
+def test_squeeze_excite_matches_numpy():
+    layer = SqueezeExcite(rd_ratio=0.25)
+    x = testing.random_images((2, 5, 6, 16))
+    y = keras.ops.convert_to_numpy(layer(x))
+    w1, b1, w2, b2 = layer.get_weights()
+    assert w1.shape == (1, 1, 16, 8)  # make_divisible(16 * 0.25, 8) = 8
+    squeezed = x.mean(axis=(1, 2))
+    hidden = np.maximum(squeezed @ w1[0, 0] + b1, 0)
+    gate = 1 / (1 + np.exp(-(hidden @ w2[0, 0] + b2)))
+    np.testing.assert_allclose(y, x * gate[:, None, None, :], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "channels, kwargs, expected",
+    [
+        (64, {}, 8),  # timm: 64 / 16 = 4, raised to the divisor 8
+        (256, {}, 16),
+        (2048, {}, 128),
+        (256, {"rd_divisor": 1}, 16),  # legacy SENet: channels // 16
+        (64, {"rd_channels": 5}, 5),
+    ],
+)
+def test_squeeze_excite_width_follows_timm(channels, kwargs, expected):
+    layer = SqueezeExcite(**kwargs)
+    layer.build((None, 4, 4, channels))
+    assert layer.fc1.filters == expected
+
+
+@pytest.mark.parametrize(
+    "filters, kwargs, expected",
+    [
+        (64, {"rd_ratio": 1 / 8, "rd_divisor": 16}, 16),  # skresnet18, stage 1
+        (512, {"rd_ratio": 1 / 8, "rd_divisor": 16}, 64),
+        (128, {"rd_ratio": 1 / 16, "rd_divisor": 32}, 32),  # SKNet-50: d = max(C / 16, 32)
+        (1024, {"rd_ratio": 1 / 16, "rd_divisor": 32}, 64),
+    ],
+)
+def test_selective_kernel_attention_width_follows_timm(filters, kwargs, expected):
+    assert SelectiveKernel(filters, **kwargs).attention_channels == expected
+
+
+@pytest.mark.parametrize(
+    "channels, radix, cardinality, expected",
+    [(64, 2, 1, 32), (512, 2, 1, 256), (80, 4, 2, 80), (96, 1, 4, 32)],
+)
+def test_split_attention_width_follows_timm(channels, radix, cardinality, expected):
+    layer = SplitAttention(channels, radix=radix, cardinality=cardinality)
+    layer.build((None, 8, 8, channels))
+    assert layer.fc1.filters == expected
+
+
+@pytest.mark.parametrize("case", ["sk_split_strided", "sk_three_5x5_7x7"])
+def test_selective_kernel_weights_sum_to_one_across_branches(case):
+    layer, channels = _layer(case)
+    weights = keras.ops.convert_to_numpy(
+        layer.attention_weights(testing.random_images((3, 8, 8, channels)))
+    )
+    assert weights.shape == (3, 1, 1, layer.num_paths, layer.filters)
+    np.testing.assert_allclose(weights.sum(axis=3), 1.0, atol=1e-6)
+    assert (weights > 0).all()
+
+
+def test_split_attention_softmax_runs_over_radix_within_each_cardinal_group():
+    layer = SplitAttention(16, radix=4, cardinality=2)
+    x = testing.random_images((3, 8, 8, 16))
+    layer(x)
+    # Make fc2's logits depend on the output channel so that a wrong channel order shows.
+    kernel, bias = layer.fc2.get_weights()
+    layer.fc2.set_weights([kernel, np.linspace(-3, 3, bias.size).astype("float32")])
+    weights = keras.ops.convert_to_numpy(layer.attention_weights(x))
+    assert weights.shape == (3, 1, 1, 4, 16)
+    np.testing.assert_allclose(weights.sum(axis=3), 1.0, atol=1e-6)
+
+    # timm: fc2's outputs are (group, radix, channel); softmax over radix; reordered to
+    # (radix, group, channel), the order of the convolution's splits.
+    hidden = keras.ops.convert_to_numpy(
+        layer.activation(layer.bn1(layer.fc1(
+            keras.ops.mean(sum(layer._splits(x)), axis=(1, 2), keepdims=True)
+        ), training=False))
+    )
+    logits = keras.ops.convert_to_numpy(layer.fc2(hidden)).reshape(3, 2, 4, 8)
+    expected = np.exp(logits) / np.exp(logits).sum(axis=2, keepdims=True)
+    expected = expected.transpose(0, 2, 1, 3).reshape(3, 1, 1, 4, 16)
+    np.testing.assert_allclose(weights, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_split_attention_radix_one_is_a_sigmoid_gate():
+    layer = SplitAttention(16, radix=1, cardinality=4)
+    weights = keras.ops.convert_to_numpy(
+        layer.attention_weights(testing.random_images((2, 8, 8, 16)))
+    )
+    assert weights.shape == (2, 1, 1, 1, 16)
+    assert ((weights > 0) & (weights < 1)).all()
+    assert not np.allclose(weights.sum(axis=-1), 1.0)
+
+
+def _torch_conv_reference(x, kernel, strides, dilation, padding):
+    """PyTorch's Conv2d (symmetric zero padding, floor mode), by definition, in NumPy."""
+    x = np.pad(x, [(0, 0), (padding, padding), (padding, padding), (0, 0)])
+    size = kernel.shape[0]
+    span = dilation * (size - 1) + 1
+    out_h = (x.shape[1] - span) // strides + 1
+    out_w = (x.shape[2] - span) // strides + 1
+    out = np.zeros((x.shape[0], out_h, out_w, kernel.shape[-1]), np.float64)
+    for i in range(out_h):
+        for j in range(out_w):
+            patch = x[:, i * strides : i * strides + span : dilation,
+                      j * strides : j * strides + span : dilation, :]
+            out[:, i, j] = np.einsum("bhwc,hwco->bo", patch, kernel)
+    return out
+
+
+@pytest.mark.parametrize("kernel_size", [1, 3, 5])
+@pytest.mark.parametrize("strides", [1, 2, 3])
+@pytest.mark.parametrize("dilation", [1, 2, 3])
+@pytest.mark.parametrize("size", [7, 8])
+def test_torch_conv_geometry_computes_pytorch_convolution(kernel_size, strides, dilation, size):
+    geometry = common.TorchConvGeometry(kernel_size, strides, dilation)
+    conv = keras.layers.Conv2D(3, kernel_size, use_bias=False, **geometry.conv_kwargs)
+    x = testing.random_images((1, size, size + 1, 2))
+    conv.build(geometry.conv_input_shape(x.shape))
+    y = keras.ops.convert_to_numpy(geometry.apply(conv, x))
+    expected = _torch_conv_reference(
+        x, conv.get_weights()[0], strides, dilation, common.torch_padding(kernel_size, strides, dilation)
+    )
+    assert y.shape == expected.shape
+    assert y.shape[1] == geometry.output_size(size)
+    np.testing.assert_allclose(y, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "factory, message",
+    [
+        (lambda: SplitAttention(16, radix=0), "radix=0"),
+        (lambda: SplitAttention(16, cardinality=3), "cardinality=3"),
+        (lambda: SplitAttention(16, rd_ratio=0), "rd_ratio=0"),
+        (lambda: SelectiveKernel(16, cardinality=3), "cardinality=3"),
+        (lambda: SelectiveKernel(16, kernel_size=(3, 4)), "kernel_size=(3, 4)"),
+        (lambda: SelectiveKernel(16, kernel_size=(3,)), "kernel_size=(3,)"),
+        (lambda: SelectiveKernel(0), "filters=0"),
+        (lambda: SqueezeExcite(rd_ratio=-1), "rd_ratio=-1"),
+        (lambda: SqueezeExcite(rd_channels=2.5), "rd_channels=2.5"),
+        (lambda: SqueezeExcite(rd_divisor=0), "rd_divisor=0"),
+    ],
+)
+def test_bad_arguments_raise_a_named_value_error(factory, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        factory()
+
+
+@pytest.mark.parametrize(
+    "layer, shape, message",
+    [
+        (SplitAttention(16, radix=2, cardinality=2), (None, 8, 8, 18), "radix * cardinality = 4"),
+        (SelectiveKernel(16), (None, 8, 8, 15), "divisible by the 2 branches"),
+        (SelectiveKernel(16, cardinality=4, split_input=False), (None, 8, 8, 6), "cardinality=4"),
+        (SqueezeExcite(), (None, 8, 8, None), "known channel count"),
+        (SqueezeExcite(), (None, 8, 8), "rank-4"),
+    ],
+)
+def test_incompatible_inputs_raise_a_named_value_error(layer, shape, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        layer.build(shape)
