@@ -1,0 +1,83 @@
+"""Preprocessing and decoding for ImageNet classifiers; the class index ships with the package."""
+
+import functools
+import json
+from importlib import resources
+
+import numpy as np
+from keras import ops
+
+from keras_attn.applications import specs
+
+NUM_CLASSES = 1000
+
+
+def preprocess_input(x, model=None, data_format=None):
+    """Scales RGB pixels in [0, 255] to what a network expects: `(x / 255 - mean) / std`.
+
+    Args:
+        x: a float array or tensor of RGB images, `(..., height, width, 3)` (channels last)
+            or `(..., 3, height, width)` with `data_format="channels_first"`.
+        model: registry name (or `NetworkSpec`) whose mean and std to use; by default the
+            ImageNet mean and std that every ResNet-family network here uses.
+        data_format: "channels_last" (default) or "channels_first".
+
+    Returns:
+        The normalised images: a NumPy array for NumPy input, else a tensor.
+
+    Example:
+
+    >>> images = np.random.uniform(0, 255, (2, 224, 224, 3))
+    >>> batch = preprocess_input(images, model="resnest50d")
+    """
+    spec = specs.get_spec(model) if isinstance(model, str) else model
+    mean = spec.mean if spec is not None else specs.IMAGENET_MEAN
+    std = spec.std if spec is not None else specs.IMAGENET_STD
+    data_format = data_format or "channels_last"
+    if data_format not in ("channels_last", "channels_first"):
+        raise ValueError(
+            "`data_format` must be 'channels_last' or 'channels_first'; received "
+            f"data_format={data_format!r}."
+        )
+    shape = (3,) if data_format == "channels_last" else (3, 1, 1)
+    mean = np.reshape(np.asarray(mean, "float32") * 255.0, shape)
+    scale = np.reshape(1.0 / (np.asarray(std, "float32") * 255.0), shape)
+    if isinstance(x, np.ndarray):
+        return (x.astype("float32") - mean) * scale
+    x = ops.cast(x, "float32")
+    return (x - mean) * scale
+
+
+@functools.lru_cache(maxsize=1)
+def imagenet_classes():
+    """The 1000 ImageNet classes as `[(wnid, name), ...]`, indexed by class id."""
+    text = resources.files("keras_attn.applications").joinpath("imagenet_class_index.json")
+    index = json.loads(text.read_text(encoding="utf-8"))
+    return tuple(tuple(index[str(i)]) for i in range(NUM_CLASSES))
+
+
+def decode_predictions(preds, top=5):
+    """Turns ImageNet class probabilities into `(wnid, name, score)` tuples, best first.
+
+    Args:
+        preds: array or tensor of shape `(batch, 1000)`.
+        top: how many classes to return per image.
+
+    Returns:
+        One list per image of `top` tuples `(wnid, class_name, score)`, as
+        `keras.applications.imagenet_utils.decode_predictions` returns (no download needed).
+    """
+    preds = np.asarray(ops.convert_to_numpy(preds))
+    if preds.ndim != 2 or preds.shape[1] != NUM_CLASSES:
+        raise ValueError(
+            f"`decode_predictions` expects a batch of ImageNet predictions, shape (batch, "
+            f"{NUM_CLASSES}); received an array of shape {preds.shape}."
+        )
+    if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= NUM_CLASSES:
+        raise ValueError(f"`top` must be an integer in [1, {NUM_CLASSES}]; received top={top!r}.")
+    classes = imagenet_classes()
+    results = []
+    for row in preds:
+        best = np.argsort(row)[::-1][:top]
+        results.append([(*classes[i], float(row[i])) for i in best])
+    return results

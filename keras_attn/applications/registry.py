@@ -1,0 +1,395 @@
+"""Public constructors, `get_model`, `list_models` and `feature_extractor`.
+
+Constructors take the `keras.applications` arguments. `get_model(name, **overrides)` also
+takes any `NetworkSpec` field, so tests and users can shrink or change any row:
+
+    model = get_model("resnest50d", widths=(16, 32, 64, 128), depths=(1, 1, 1, 1),
+                      input_shape=(64, 64, 3), classes=10)
+"""
+
+import fnmatch
+import inspect
+import math
+import os
+import re
+
+import keras
+
+from keras_attn.applications import resnet_family, specs
+
+_BUILDER_ARGS = tuple(inspect.signature(resnet_family.build_model).parameters)[1:]
+
+
+def list_models(pattern=None):
+    """Sorted registry names, optionally filtered by a shell pattern such as `"resnest*"`."""
+    names = sorted(specs.SPECS)
+    if pattern is not None:
+        names = [name for name in names if fnmatch.fnmatchcase(name, pattern)]
+    return names
+
+
+def get_model(model_name, /, weights=None, **kwargs):
+    """Builds the network `model_name` with optional changes to its row.
+
+    Args:
+        model_name: a registry name (`list_models()`), e.g. `"seresnext50_32x4d"`.
+        weights: None (random initialisation) or the path to a `.weights.h5` file saved from
+            the same architecture.
+        **kwargs: the `keras.applications` arguments (`include_top`, `input_tensor`,
+            `input_shape`, `pooling`, `classes`, `classifier_activation`, `name`) and any field
+            of `NetworkSpec` (`depths`, `widths`, `stem_width`, `cardinality`, `conv_args`...).
+
+    Returns:
+        A `keras.Model`.
+
+    Example:
+
+    >>> tiny = get_model("seresnet50", widths=(8, 16, 32, 64), depths=(1, 1, 1, 1),
+    ...                  input_shape=(64, 64, 3), classes=10)
+    """
+    spec, kwargs = specs.resolve(model_name, **kwargs)
+    unknown = sorted(set(kwargs) - set(_BUILDER_ARGS))
+    if unknown:
+        raise ValueError(
+            f"get_model({model_name!r}) received unknown argument(s) {unknown}. It takes "
+            f"{['weights', *_BUILDER_ARGS]} and the NetworkSpec fields "
+            f"{sorted(set(specs.field_names()) - {'name'})}."
+        )
+    _check_weights(weights)
+    model = resnet_family.build_model(spec, **kwargs)
+    if weights is not None:
+        model.load_weights(weights)
+    return model
+
+
+def _check_weights(weights):
+    if weights is None:
+        return
+    if not isinstance(weights, (str, os.PathLike)) or not str(weights).endswith(".weights.h5"):
+        raise ValueError(
+            "`weights` must be None or the path to a `.weights.h5` file; received "
+            f"weights={weights!r}."
+        )
+    if not os.path.isfile(weights):
+        raise ValueError(f"`weights` file not found: {os.fspath(weights)!r}.")
+
+
+def feature_extractor(name_or_model, **kwargs):
+    """A model whose outputs are the feature maps of every stage, for detection/segmentation.
+
+    Outputs are a dict keyed `P{level}` where the map is `2**level` times smaller than the
+    input, like keras-hub's `pyramid_outputs`: `P2`..`P5` (strides 4, 8, 16, 32) for the
+    ImageNet networks.
+
+    Args:
+        name_or_model: a registry name, built with `include_top=False` and `kwargs`, or a
+            model built by this package.
+        **kwargs: `get_model` arguments, when a name is given.
+
+    Example:
+
+    >>> backbone = feature_extractor("seresnet50", input_shape=(256, 256, 3))
+    >>> sorted(backbone.output.keys())
+    ['P2', 'P3', 'P4', 'P5']
+    """
+    if isinstance(name_or_model, str):
+        model = get_model(name_or_model, include_top=False, **kwargs)
+    elif kwargs:
+        raise ValueError(
+            f"feature_extractor() takes get_model() arguments only with a model name; "
+            f"received a model and {sorted(kwargs)}."
+        )
+    else:
+        model = name_or_model
+    stage_outputs = {}
+    for layer in model.layers:
+        match = re.fullmatch(r"stage(\d+)_block(\d+)_out", layer.name)
+        if match:  # later blocks of a stage replace earlier ones
+            stage_outputs[int(match[1])] = layer.output
+    if not stage_outputs:
+        raise ValueError(
+            f"Model {model.name!r} has no stage outputs (layers named 'stage<i>_block<j>_out'); "
+            "pass a network built by keras_attn."
+        )
+    outputs = [stage_outputs[stage] for stage in sorted(stage_outputs)]
+    levels = _pyramid_levels(model, outputs)
+    return keras.Model(
+        model.inputs,
+        {f"P{level}": output for level, output in zip(levels, outputs)},
+        name=f"{model.name}_features",
+    )
+
+
+def _pyramid_levels(model, outputs):
+    input_shape = model.inputs[0].shape
+    height = input_shape[1]
+    if height is None or any(output.shape[1] is None for output in outputs):
+        height = 1024  # a probe: shapes only, nothing is computed
+        probe = keras.Model(model.inputs, outputs)
+        shapes = probe.compute_output_spec(
+            keras.KerasTensor((1, height, height, input_shape[-1]))
+        )
+        sizes = [shape.shape[1] for shape in shapes]
+    else:
+        sizes = [output.shape[1] for output in outputs]
+    return [round(math.log2(height / size)) for size in sizes]
+
+
+_CONSTRUCTOR_DOC = """
+    Args:
+        include_top: whether to include the classifier (global average pooling and a
+            `Dense` layer named `predictions`).
+        weights: None (random initialisation) or the path to a `.weights.h5` file.
+        input_tensor: optional Keras tensor (output of `keras.Input()`) to use as input.
+        input_shape: optional `(height, width, channels)`; by default
+            `({size}, {size}, 3)` with `include_top`, else `(None, None, 3)`. Height and
+            width must be at least {stride}.
+        pooling: with `include_top=False`: None for the 4D feature map, "avg" or "max".
+        classes: number of classes of the classifier.
+        classifier_activation: activation of the classifier, or None to return logits.
+        name: the model's name; defaults to `"{registry_name}"`.
+
+    Returns:
+        A `keras.Model` of the {family} family, registry name `"{registry_name}"`.
+
+    Example:
+
+    >>> model = keras_attn.applications.{function}()
+    >>> images = keras_attn.applications.preprocess_input(pixels, model="{registry_name}")
+    >>> keras_attn.applications.decode_predictions(model.predict(images))
+    """
+
+
+def _application(registry_name, paper_note, summary):
+    """Documents a constructor from its registry row; the function body stays explicit."""
+
+    def decorate(function):
+        spec = specs.SPECS[registry_name]
+        function.registry_name = registry_name
+        paper = specs.PAPERS[spec.paper]
+        function.__doc__ = (
+            f"{summary} {paper_note}\n\n    Reference: {paper} ({paper.url}).\n"
+            + _CONSTRUCTOR_DOC.format(
+                size=spec.default_size,
+                stride=spec.total_stride,
+                registry_name=registry_name,
+                function=function.__name__,
+                family=spec.family,
+            )
+        )
+        return function
+
+    return decorate
+
+
+def _build(registry_name, include_top, weights, input_tensor, input_shape, pooling, classes,
+           classifier_activation, name):
+    return get_model(
+        registry_name,
+        weights=weights,
+        include_top=include_top,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
+    )
+
+
+@_application("seresnet18", "Basic blocks with an SE gate.", "SE-ResNet-18.")
+def SEResNet18(include_top=True, weights=None, input_tensor=None, input_shape=None,
+               pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("seresnet18", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application("seresnet34", "Basic blocks with an SE gate.", "SE-ResNet-34.")
+def SEResNet34(include_top=True, weights=None, input_tensor=None, input_shape=None,
+               pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("seresnet34", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application("seresnet50", "Bottleneck blocks with an SE gate (ratio 1/16).", "SE-ResNet-50.")
+def SEResNet50(include_top=True, weights=None, input_tensor=None, input_shape=None,
+               pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("seresnet50", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application("seresnet101", "Bottleneck blocks with an SE gate.", "SE-ResNet-101.")
+def SEResNet101(include_top=True, weights=None, input_tensor=None, input_shape=None,
+                pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("seresnet101", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application("seresnet152", "Bottleneck blocks with an SE gate.", "SE-ResNet-152.")
+def SEResNet152(include_top=True, weights=None, input_tensor=None, input_shape=None,
+                pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("seresnet152", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application("seresnext50_32x4d", "ResNeXt-50 (32x4d) with SE gates.", "SE-ResNeXt-50 (32x4d).")
+def SEResNeXt50(include_top=True, weights=None, input_tensor=None, input_shape=None,
+                pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("seresnext50_32x4d", include_top, weights, input_tensor, input_shape,
+                  pooling, classes, classifier_activation, name)
+
+
+@_application(
+    "seresnext101_32x4d", "ResNeXt-101 (32x4d) with SE gates.", "SE-ResNeXt-101 (32x4d)."
+)
+def SEResNeXt101(include_top=True, weights=None, input_tensor=None, input_shape=None,
+                 pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("seresnext101_32x4d", include_top, weights, input_tensor, input_shape,
+                  pooling, classes, classifier_activation, name)
+
+
+@_application(
+    "senet154",
+    "64x4d bottlenecks (first 1x1 halved), a deep stem and 3x3 strided shortcuts.",
+    "SENet-154, the ILSVRC 2017 winning network.",
+)
+def SENet154(include_top=True, weights=None, input_tensor=None, input_shape=None,
+             pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("senet154", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application("resnext50_32x4d", "Cardinality 32, width 4 per group.", "ResNeXt-50 (32x4d).")
+def ResNeXt50(include_top=True, weights=None, input_tensor=None, input_shape=None,
+              pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("resnext50_32x4d", include_top, weights, input_tensor, input_shape,
+                  pooling, classes, classifier_activation, name)
+
+
+@_application("resnext101_32x4d", "Cardinality 32, width 4 per group.", "ResNeXt-101 (32x4d).")
+def ResNeXt101(include_top=True, weights=None, input_tensor=None, input_shape=None,
+               pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("resnext101_32x4d", include_top, weights, input_tensor, input_shape,
+                  pooling, classes, classifier_activation, name)
+
+
+@_application(
+    "skresnet18", "Basic blocks whose first 3x3 is a Selective Kernel convolution.",
+    "SK-ResNet-18.",
+)
+def SKResNet18(include_top=True, weights=None, input_tensor=None, input_shape=None,
+               pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("skresnet18", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application(
+    "skresnet34", "Basic blocks whose first 3x3 is a Selective Kernel convolution.",
+    "SK-ResNet-34.",
+)
+def SKResNet34(include_top=True, weights=None, input_tensor=None, input_shape=None,
+               pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("skresnet34", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application(
+    "skresnext50_32x4d",
+    "ResNeXt-50 (32x4d) with Selective Kernel convolutions (M=2, G=32, r=16, L=32).",
+    "SKNet-50, the paper's network.",
+)
+def SKNet50(include_top=True, weights=None, input_tensor=None, input_shape=None,
+            pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("skresnext50_32x4d", include_top, weights, input_tensor, input_shape,
+                  pooling, classes, classifier_activation, name)
+
+
+@_application(
+    "sknet101",
+    "ResNeXt-101 (32x4d) with Selective Kernel convolutions; 48.9M parameters (Table 2).",
+    "SKNet-101.",
+)
+def SKNet101(include_top=True, weights=None, input_tensor=None, input_shape=None,
+             pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("sknet101", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application("resnest14d", "Radix 2, deep stem, average-pool shortcuts.", "ResNeSt-14.")
+def ResNeSt14(include_top=True, weights=None, input_tensor=None, input_shape=None,
+              pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("resnest14d", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application("resnest26d", "Radix 2, deep stem, average-pool shortcuts.", "ResNeSt-26.")
+def ResNeSt26(include_top=True, weights=None, input_tensor=None, input_shape=None,
+              pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("resnest26d", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application("resnest50d", "Radix 2, deep stem, average-pool shortcuts.", "ResNeSt-50.")
+def ResNeSt50(include_top=True, weights=None, input_tensor=None, input_shape=None,
+              pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("resnest50d", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application("resnest101e", "Radix 2, 64-wide deep stem, 256x256 input.", "ResNeSt-101.")
+def ResNeSt101(include_top=True, weights=None, input_tensor=None, input_shape=None,
+               pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("resnest101e", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application("resnest200e", "Radix 2, 64-wide deep stem, 320x320 input.", "ResNeSt-200.")
+def ResNeSt200(include_top=True, weights=None, input_tensor=None, input_shape=None,
+               pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("resnest200e", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application("resnest269e", "Radix 2, 64-wide deep stem, 416x416 input.", "ResNeSt-269.")
+def ResNeSt269(include_top=True, weights=None, input_tensor=None, input_shape=None,
+               pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("resnest269e", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+def count_parameters(name):
+    """`count_params()` of the network `name` with 1000 classes (builds it, then clears)."""
+    model = get_model(name)
+    count = model.count_params()
+    del model
+    keras.backend.clear_session()
+    return count
+
+
+def markdown_table(param_counts):
+    """The README's model table: one row per registry name.
+
+    Args:
+        param_counts: `{name: count_params()}` for every name (see `count_parameters`).
+    """
+    constructors = {function.registry_name: function.__name__ for function in CONSTRUCTORS}
+    lines = [
+        "| name | constructor | parameters | input size | family | paper |",
+        "|---|---|---:|---:|---|---|",
+    ]
+    for name in list_models():
+        spec = specs.SPECS[name]
+        paper = specs.PAPERS[spec.paper]
+        constructor = f"`{constructors[name]}`" if name in constructors else ""
+        lines.append(
+            f"| `{name}` | {constructor} | {param_counts[name]:,} | {spec.default_size} "
+            f"| {spec.family} | [{paper.citation}]({paper.url}) |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+CONSTRUCTORS = (
+    SEResNet18, SEResNet34, SEResNet50, SEResNet101, SEResNet152, SEResNeXt50, SEResNeXt101,
+    SENet154, ResNeXt50, ResNeXt101, SKResNet18, SKResNet34, SKNet50, SKNet101, ResNeSt14,
+    ResNeSt26, ResNeSt50, ResNeSt101, ResNeSt200, ResNeSt269,
+)

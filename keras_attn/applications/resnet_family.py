@@ -1,0 +1,235 @@
+"""The one builder: a `NetworkSpec` row becomes a functional `keras.Model`.
+
+Every block is assembled from the same parts; attention enters through two slots only:
+the conv slot replaces the 3x3 convolution (and takes its stride), the gate slot runs after
+the block's last BatchNorm, before the residual add.
+
+Layer names are deterministic (`stem_conv1`, `stage2_block1_conv2`, `stage2_block1_se`,
+`stage2_block1_down_conv`, `predictions`, ...) so that one table in `keras_attn.convert`
+maps them to timm's keys. Padding and pooling reproduce PyTorch's exactly (explicit
+symmetric `ZeroPadding2D` before strided convolutions), so timm checkpoints give timm's
+logits.
+"""
+
+import keras
+
+from keras_attn.layers import SelectiveKernel, SplitAttention, SqueezeExcite, common
+
+CONV_SLOT_LAYERS = {"sk": SelectiveKernel, "splat": SplitAttention}
+GATE_SLOT_LAYERS = {"se": SqueezeExcite}
+POOLINGS = (None, "avg", "max")
+
+
+def build_model(
+    spec,
+    include_top=True,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name=None,
+):
+    """Builds the network a `NetworkSpec` describes, with the `keras.applications` arguments.
+
+    Args:
+        spec: a `keras_attn.applications.specs.NetworkSpec`.
+        include_top: whether to end with global average pooling and a `classes`-way
+            `Dense` layer named `predictions`.
+        input_tensor: optional Keras tensor (the output of `keras.Input()`) to use as input.
+        input_shape: `(height, width, channels)`; defaults to the spec's `default_size` square
+            RGB with `include_top`, else `(None, None, 3)`. Height and width must be at least
+            the network's total stride (32, or 4 for the `cifar` stem).
+        pooling: with `include_top=False`, None (4D feature map), "avg" or "max".
+        classes: number of classes of the top layer.
+        classifier_activation: activation of the top layer, or None for logits.
+        name: model name; defaults to `spec.name`.
+
+    Returns:
+        A `keras.Model`.
+    """
+    if keras.config.image_data_format() != "channels_last":
+        raise ValueError(
+            "keras_attn networks are channels-last (NHWC), like their weights; received "
+            f"keras.config.image_data_format()={keras.config.image_data_format()!r}. Call "
+            "keras.config.set_image_data_format('channels_last') before building."
+        )
+    if pooling not in POOLINGS:
+        raise ValueError(f"`pooling` must be one of {POOLINGS}; received pooling={pooling!r}.")
+    common.check_positive_int("classes", classes)
+    if include_top:
+        _check_activation(classifier_activation)
+
+    inputs = _model_inputs(spec, input_tensor, input_shape, include_top)
+    x = _stem(inputs, spec)
+    for stage, (depth, planes) in enumerate(zip(spec.depths, spec.widths), start=1):
+        for index in range(1, depth + 1):
+            strides = 2 if stage > 1 and index == 1 else 1
+            x = _block(x, spec, planes, strides, name=f"stage{stage}_block{index}")
+
+    if include_top:
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        # Under mixed precision the classifier (and its softmax) computes in float32, as the
+        # Keras mixed-precision guide advises for a model's output.
+        x = keras.layers.Dense(
+            classes,
+            activation=classifier_activation,
+            name="predictions",
+            dtype=common.gate_dtype_policy(keras.config.dtype_policy()),
+        )(x)
+    elif pooling == "avg":
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    elif pooling == "max":
+        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+
+    if input_tensor is not None:
+        inputs = keras.utils.get_source_inputs(input_tensor)
+    return keras.Model(inputs, x, name=name or spec.name)
+
+
+def _check_activation(activation):
+    try:
+        keras.activations.get(activation)
+    except ValueError:
+        raise ValueError(
+            "`classifier_activation` must be None, an activation name such as 'softmax', or a "
+            f"callable; received classifier_activation={activation!r}."
+        ) from None
+
+
+def _model_inputs(spec, input_tensor, input_shape, include_top):
+    if input_shape is None:
+        if input_tensor is not None:
+            input_shape = tuple(input_tensor.shape[1:])
+        elif include_top:
+            input_shape = (spec.default_size, spec.default_size, 3)
+        else:
+            input_shape = (None, None, 3)
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3:
+        raise ValueError(
+            f"`input_shape` must be (height, width, channels); received input_shape={input_shape}."
+        )
+    stride = spec.total_stride
+    if any(size is not None and size < stride for size in input_shape[:2]):
+        raise ValueError(
+            f"`input_shape`={input_shape} is too small for {spec.name}: height and width must "
+            f"be at least its total stride of {stride}."
+        )
+    if input_tensor is None:
+        return keras.Input(shape=input_shape, name="images")
+    if not keras.backend.is_keras_tensor(input_tensor):
+        return keras.Input(tensor=input_tensor, shape=input_shape)
+    return input_tensor
+
+
+def _conv_bn(x, filters, kernel_size, strides=1, groups=1, activation=True, *, name, index):
+    """Convolution + BatchNorm (+ ReLU), padded as PyTorch pads it."""
+    geometry = common.TorchConvGeometry(kernel_size, strides)
+    if geometry.padding:
+        x = keras.layers.ZeroPadding2D(geometry.padding, name=f"{name}_pad{index}")(x)
+    x = keras.layers.Conv2D(
+        filters,
+        kernel_size,
+        groups=groups,
+        use_bias=False,
+        name=f"{name}_conv{index}",
+        **geometry.conv_kwargs,
+    )(x)
+    x = common.batch_norm(f"{name}_bn{index}")(x)
+    if activation:
+        x = keras.layers.ReLU(name=f"{name}_relu{index}")(x)
+    return x
+
+
+def _stem(x, spec):
+    if spec.stem == "plain":
+        x = _conv_bn(x, spec.stem_width, 7, 2, name="stem", index=1)
+    elif spec.stem == "cifar":
+        x = _conv_bn(x, spec.stem_width, 3, 1, name="stem", index=1)
+    else:
+        first = 3 * (spec.stem_width // 4) if spec.stem == "deep_tiered" else spec.stem_width
+        widths = (first, spec.stem_width, 2 * spec.stem_width)
+        for index, (width, strides) in enumerate(zip(widths, (2, 1, 1)), start=1):
+            x = _conv_bn(x, width, 3, strides, name="stem", index=index)
+    # Zero padding equals PyTorch's -inf padding here: the pool follows a ReLU.
+    if spec.stem_pool == "max":
+        x = keras.layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
+    elif spec.stem_pool == "max_ceil":
+        x = keras.layers.ZeroPadding2D(((0, 1), (0, 1)), name="stem_pool_pad")(x)
+    if spec.stem_pool is not None:
+        x = keras.layers.MaxPooling2D(3, 2, name="stem_pool")(x)
+    return x
+
+
+def _conv_slot(x, spec, filters, strides, *, name, index):
+    """The 3x3 convolution with BatchNorm and ReLU, or the attention layer that replaces it."""
+    if spec.conv == "plain":
+        return _conv_bn(x, filters, 3, strides, groups=spec.cardinality, name=name, index=index)
+    layer = CONV_SLOT_LAYERS[spec.conv](
+        filters,
+        strides=strides,
+        cardinality=spec.cardinality,
+        name=f"{name}_conv{index}",
+        **spec.conv_args,
+    )
+    return layer(x)
+
+
+def _gate_slot(x, spec, *, name):
+    if spec.gate is None:
+        return x
+    return GATE_SLOT_LAYERS[spec.gate](name=f"{name}_{spec.gate}", **spec.gate_args)(x)
+
+
+def _shortcut(x, spec, filters, strides, *, name):
+    if strides == 1 and x.shape[-1] == filters:
+        return x
+    if spec.shortcut == "avg":
+        if strides > 1:
+            # PyTorch's AvgPool2d(2, ceil_mode=True, count_include_pad=False): "same" padding
+            # adds the odd row at the end and leaves it out of the average.
+            x = keras.layers.AveragePooling2D(
+                2, strides, padding="same", name=f"{name}_down_pool"
+            )(x)
+        return _conv_bn(x, filters, 1, activation=False, name=f"{name}_down", index="")
+    kernel_size = spec.shortcut_kernel if strides > 1 else 1
+    return _conv_bn(
+        x, filters, kernel_size, strides, activation=False, name=f"{name}_down", index=""
+    )
+
+
+def _avd_pool(x, strides, *, name):
+    # PyTorch's AvgPool2d(3, stride, padding=1), which counts the zero padding.
+    x = keras.layers.ZeroPadding2D(1, name=f"{name}_avd_pad")(x)
+    return keras.layers.AveragePooling2D(3, strides, name=f"{name}_avd_pool")(x)
+
+
+def _block(x, spec, planes, strides, *, name):
+    shortcut = _shortcut(x, spec, planes * spec.expansion, strides, name=name)
+    if spec.block == "basic":
+        y = _conv_slot(x, spec, planes // spec.reduce_first, strides, name=name, index=1)
+        y = _conv_bn(y, planes, 3, activation=False, name=name, index=2)
+    else:
+        width = planes * spec.base_width // 64 * spec.cardinality
+        if (width // spec.reduce_first) % spec.cardinality:
+            raise ValueError(
+                f"`cardinality`={spec.cardinality} does not divide the "
+                f"{width // spec.reduce_first} input channels of {name}'s grouped 3x3 "
+                f"convolution (planes={planes}, base_width={spec.base_width}, "
+                f"reduce_first={spec.reduce_first})."
+            )
+        first_strides, slot_strides = (strides, 1) if spec.stride_in_1x1 else (1, strides)
+        y = _conv_bn(x, width // spec.reduce_first, 1, first_strides, name=name, index=1)
+        avd_strides = 1
+        if spec.avd and slot_strides > 1:
+            avd_strides, slot_strides = slot_strides, 1
+        if avd_strides > 1 and spec.avd_first:
+            y = _avd_pool(y, avd_strides, name=name)
+        y = _conv_slot(y, spec, width, slot_strides, name=name, index=2)
+        if avd_strides > 1 and not spec.avd_first:
+            y = _avd_pool(y, avd_strides, name=name)
+        y = _conv_bn(y, planes * spec.expansion, 1, activation=False, name=name, index=3)
+    y = _gate_slot(y, spec, name=name)
+    y = keras.layers.Add(name=f"{name}_add")([y, shortcut])
+    return keras.layers.ReLU(name=f"{name}_out")(y)

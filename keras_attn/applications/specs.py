@@ -1,0 +1,410 @@
+"""One table describes every ResNet-family network; `resnet_family.build_model` builds a row.
+
+A row (`NetworkSpec`) is a frozen dataclass: a misspelt field fails at once, and
+`spec.replace(widths=(16, 32, 64, 128))` derives a narrower network without touching the
+table. Names are timm's, so the registry, the converter and users speak one language.
+"""
+
+import dataclasses
+import difflib
+import types
+from typing import Mapping, Optional, Tuple
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclasses.dataclass(frozen=True)
+class Paper:
+    citation: str
+    title: str
+    url: str
+
+    def __str__(self):
+        return f"{self.citation}, {self.title}"
+
+
+PAPERS = {
+    "resnet": Paper(
+        "He et al., CVPR 2016", "Deep Residual Learning for Image Recognition",
+        "https://arxiv.org/abs/1512.03385",
+    ),
+    "bag_of_tricks": Paper(
+        "He et al., CVPR 2019", "Bag of Tricks for Image Classification with CNNs",
+        "https://arxiv.org/abs/1812.01187",
+    ),
+    "resnext": Paper(
+        "Xie et al., CVPR 2017", "Aggregated Residual Transformations for Deep Neural Networks",
+        "https://arxiv.org/abs/1611.05431",
+    ),
+    "senet": Paper(
+        "Hu et al., CVPR 2018", "Squeeze-and-Excitation Networks",
+        "https://arxiv.org/abs/1709.01507",
+    ),
+    "sknet": Paper(
+        "Li et al., CVPR 2019", "Selective Kernel Networks", "https://arxiv.org/abs/1903.06586"
+    ),
+    "resnest": Paper(
+        "Zhang et al., 2020", "ResNeSt: Split-Attention Networks",
+        "https://arxiv.org/abs/2004.08955",
+    ),
+}
+
+BLOCKS = ("basic", "bottleneck")
+STEMS = ("plain", "deep", "deep_tiered", "cifar")
+STEM_POOLS = (None, "max", "max_ceil")
+SHORTCUTS = ("conv", "avg")
+CONVS = ("plain", "sk", "splat")
+GATES = (None, "se")
+
+# Keyword arguments each slot accepts, passed to its layer (keras_attn.layers).
+CONV_ARGS = {
+    "plain": (),
+    "sk": ("kernel_size", "rd_ratio", "rd_channels", "rd_divisor", "keep_3x3", "split_input"),
+    "splat": ("radix", "rd_ratio", "rd_channels", "rd_divisor"),
+}
+GATE_ARGS = {
+    None: (),
+    "se": ("rd_ratio", "rd_channels", "rd_divisor", "activation", "gate_activation"),
+}
+
+
+def _frozen_mapping(value, field):
+    if not isinstance(value, Mapping):
+        raise ValueError(f"`{field}` must be a mapping of keyword arguments; received {value!r}.")
+    return types.MappingProxyType(dict(value))
+
+
+def _int_tuple(value, field):
+    try:
+        items = tuple(value)
+    except TypeError:
+        items = None
+    if not items or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in items):
+        raise ValueError(
+            f"`{field}` must be a non-empty sequence of positive integers; received {value!r}."
+        )
+    return items
+
+
+def _check_choice(field, value, choices):
+    if value not in choices:
+        raise ValueError(f"`{field}` must be one of {choices}; received {field}={value!r}.")
+
+
+def _check_int(field, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"`{field}` must be an integer >= {minimum}; received {field}={value!r}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkSpec:
+    """One ResNet-family network.
+
+    Attributes:
+        name: registry name (timm's where timm has the network).
+        family: family shown in the model table, e.g. "SE-ResNeXt".
+        paper: key into `PAPERS`.
+        block: "basic" (two 3x3) or "bottleneck" (1x1, 3x3, 1x1; output 4x `widths`).
+        depths: blocks per stage.
+        widths: planes per stage.
+        stem: "plain" (7x7 stride 2), "deep" (three 3x3, ResNet-C), "deep_tiered" (three
+            3x3, the first 3/4 as wide) or "cifar" (one 3x3, stride 1).
+        stem_width: output channels of the plain and cifar stems; the deep stems end with
+            twice this many.
+        stem_pool: "max" (3x3 stride 2, padded as PyTorch's padding=1), "max_ceil" (no
+            padding, ceil mode, as the released Caffe SENets) or None.
+        shortcut: "conv" (strided projection) or "avg" (average pool then 1x1, ResNet-D).
+        shortcut_kernel: kernel of the strided projection (SENet-154 uses 3).
+        cardinality: groups of the 3x3 convolution (ResNeXt's C).
+        base_width: width of each group at the first stage (ResNeXt's d).
+        reduce_first: the first convolution of a block is this many times narrower.
+        stride_in_1x1: put the bottleneck's stride on its first 1x1 convolution (the layout of
+            the released Caffe SE-ResNets) instead of its 3x3.
+        conv: the conv slot, which replaces the 3x3 convolution and takes the stride:
+            "plain", "sk" (`SelectiveKernel`) or "splat" (`SplitAttention`).
+        conv_args: keyword arguments of the conv slot's layer.
+        gate: the gate slot, after the last BatchNorm and before the residual add: None or
+            "se" (`SqueezeExcite`).
+        gate_args: keyword arguments of the gate slot's layer.
+        avd: in strided bottlenecks, move the stride to a 3x3 average pool (ResNeSt).
+        avd_first: put that pool before the conv slot instead of after it.
+        default_size: input height and width of the published weights.
+        mean, std: per-channel normalisation of [0, 1] pixels the network expects.
+    """
+
+    name: str
+    family: str
+    paper: str
+    block: str = "bottleneck"
+    depths: Tuple[int, ...] = (3, 4, 6, 3)
+    widths: Tuple[int, ...] = (64, 128, 256, 512)
+    stem: str = "plain"
+    stem_width: int = 64
+    stem_pool: Optional[str] = "max"
+    shortcut: str = "conv"
+    shortcut_kernel: int = 1
+    cardinality: int = 1
+    base_width: int = 64
+    reduce_first: int = 1
+    stride_in_1x1: bool = False
+    conv: str = "plain"
+    conv_args: Mapping = dataclasses.field(default_factory=dict)
+    gate: Optional[str] = None
+    gate_args: Mapping = dataclasses.field(default_factory=dict)
+    avd: bool = False
+    avd_first: bool = False
+    default_size: int = 224
+    mean: Tuple[float, float, float] = IMAGENET_MEAN
+    std: Tuple[float, float, float] = IMAGENET_STD
+
+    def __post_init__(self):
+        set_field = object.__setattr__.__get__(self)  # noqa: PLC2801 (frozen dataclass)
+        set_field("depths", _int_tuple(self.depths, "depths"))
+        set_field("widths", _int_tuple(self.widths, "widths"))
+        if len(self.depths) != len(self.widths):
+            raise ValueError(
+                f"`depths` and `widths` need one entry per stage; received depths={self.depths} "
+                f"and widths={self.widths}."
+            )
+        set_field("conv_args", _frozen_mapping(self.conv_args, "conv_args"))
+        set_field("gate_args", _frozen_mapping(self.gate_args, "gate_args"))
+        _check_choice("block", self.block, BLOCKS)
+        _check_choice("stem", self.stem, STEMS)
+        _check_choice("stem_pool", self.stem_pool, STEM_POOLS)
+        _check_choice("shortcut", self.shortcut, SHORTCUTS)
+        _check_choice("conv", self.conv, CONVS)
+        _check_choice("gate", self.gate, GATES)
+        _check_choice("paper", self.paper, tuple(PAPERS))
+        for field in ("stem_width", "cardinality", "base_width", "reduce_first", "default_size"):
+            _check_int(field, getattr(self, field))
+        _check_int("shortcut_kernel", self.shortcut_kernel)
+        if self.shortcut_kernel % 2 == 0:
+            raise ValueError(
+                f"`shortcut_kernel` must be odd; received shortcut_kernel={self.shortcut_kernel}."
+            )
+        for field, args, allowed in (
+            ("conv_args", self.conv_args, CONV_ARGS[self.conv]),
+            ("gate_args", self.gate_args, GATE_ARGS[self.gate]),
+        ):
+            unknown = sorted(set(args) - set(allowed))
+            if unknown:
+                slot = self.conv if field == "conv_args" else self.gate
+                raise ValueError(
+                    f"`{field}` has arguments {unknown} that the {slot!r} slot does not take; "
+                    f"it takes {list(allowed)}."
+                )
+        if self.block == "basic":
+            if self.cardinality != 1 or self.base_width != 64:
+                raise ValueError(
+                    "basic blocks have no grouped bottleneck: they need cardinality=1 and "
+                    f"base_width=64; received cardinality={self.cardinality}, "
+                    f"base_width={self.base_width}."
+                )
+            if self.avd or self.stride_in_1x1:
+                raise ValueError("`avd` and `stride_in_1x1` apply to bottleneck blocks only.")
+
+    @property
+    def total_stride(self):
+        """Ratio of the input size to the last feature map's size."""
+        stem_stride = 1 if self.stem == "cifar" else 2
+        pool_stride = 1 if self.stem_pool is None else 2
+        return stem_stride * pool_stride * 2 ** (len(self.depths) - 1)
+
+    @property
+    def expansion(self):
+        return 4 if self.block == "bottleneck" else 1
+
+    def replace(self, **changes):
+        """A copy with `changes` applied; mapping fields (`conv_args`, `gate_args`) merge."""
+        unknown = sorted(set(changes) - set(field_names()))
+        if unknown:
+            raise ValueError(
+                f"NetworkSpec has no field(s) {unknown}; fields are {sorted(field_names())}."
+            )
+        for field in ("conv_args", "gate_args"):
+            if field in changes:
+                changes[field] = {**getattr(self, field), **_frozen_mapping(changes[field], field)}
+        return dataclasses.replace(self, **changes)
+
+
+def field_names():
+    return tuple(f.name for f in dataclasses.fields(NetworkSpec))
+
+
+# Shared settings of the rows below (as timm's model_args do).
+_RESNET_D = dict(stem="deep", stem_width=32, shortcut="avg")
+_SE = dict(gate="se")
+# The released Caffe SENets: max pool in ceil mode, SE width channels // 16.
+_LEGACY_SE = dict(gate="se", gate_args={"rd_divisor": 1}, stem_pool="max_ceil")
+_RESNEXT_32x4d = dict(cardinality=32, base_width=4)
+_SKNET_BASIC = dict(
+    block="basic",
+    conv="sk",
+    conv_args={"rd_ratio": 1 / 8, "rd_divisor": 16, "split_input": True},
+    family="SKNet",
+    paper="sknet",
+)
+_SKNEXT = dict(
+    conv="sk",
+    conv_args={"rd_ratio": 1 / 16, "rd_divisor": 32, "split_input": False},
+    family="SKNet",
+    paper="sknet",
+    **_RESNEXT_32x4d,
+)
+_RESNEST = dict(conv="splat", conv_args={"radix": 2}, avd=True, family="ResNeSt", paper="resnest")
+_CIFAR = dict(stem="cifar", stem_pool=None, widths=(64, 128, 256), depths=(3, 3, 3), default_size=32)
+
+
+def _resnest_fast(radix, cardinality, base_width):
+    # The official ResNeSt ablation (resnest50_fast_*): avd before the split-attention conv.
+    return NetworkSpec(
+        f"resnest50_fast_{radix}s{cardinality}x{base_width}d",
+        conv_args={"radix": radix},
+        cardinality=cardinality,
+        base_width=base_width,
+        avd_first=True,
+        **{k: v for k, v in _RESNEST.items() if k != "conv_args"},
+        **_RESNET_D,
+    )
+
+
+_TABLE = (
+    # Baselines.
+    NetworkSpec("resnet50", family="ResNet", paper="resnet"),
+    NetworkSpec("resnet50d", family="ResNet", paper="bag_of_tricks", **_RESNET_D),
+    NetworkSpec(
+        "resnet101d", family="ResNet", paper="bag_of_tricks", depths=(3, 4, 23, 3),
+        default_size=256, **_RESNET_D,
+    ),
+    # SE-ResNet: the SE gate in timm's ResNet layout (stride on the 3x3).
+    NetworkSpec("seresnet18", "SE-ResNet", "senet", block="basic", depths=(2, 2, 2, 2), **_SE),
+    NetworkSpec("seresnet34", "SE-ResNet", "senet", block="basic", **_SE),
+    NetworkSpec("seresnet50", "SE-ResNet", "senet", **_SE),
+    NetworkSpec("seresnet101", "SE-ResNet", "senet", depths=(3, 4, 23, 3), **_SE),
+    NetworkSpec("seresnet152", "SE-ResNet", "senet", depths=(3, 8, 36, 3), **_SE),
+    # The paper's own layout (released Caffe models): stride on the first 1x1.
+    NetworkSpec("legacy_seresnet50", "SE-ResNet", "senet", stride_in_1x1=True, **_LEGACY_SE),
+    NetworkSpec(
+        "legacy_seresnet101", "SE-ResNet", "senet", depths=(3, 4, 23, 3), stride_in_1x1=True,
+        **_LEGACY_SE,
+    ),
+    NetworkSpec(
+        "legacy_seresnet152", "SE-ResNet", "senet", depths=(3, 8, 36, 3), stride_in_1x1=True,
+        **_LEGACY_SE,
+    ),
+    # SE-ResNeXt and SENet.
+    NetworkSpec(
+        "seresnext26d_32x4d", "SE-ResNeXt", "senet", depths=(2, 2, 2, 2),
+        **_RESNEXT_32x4d, **_RESNET_D, **_SE,
+    ),
+    NetworkSpec("seresnext50_32x4d", "SE-ResNeXt", "senet", **_RESNEXT_32x4d, **_SE),
+    NetworkSpec(
+        "seresnext101_32x4d", "SE-ResNeXt", "senet", depths=(3, 4, 23, 3),
+        **_RESNEXT_32x4d, **_SE,
+    ),
+    NetworkSpec(
+        "seresnext101_32x8d", "SE-ResNeXt", "senet", depths=(3, 4, 23, 3), cardinality=32,
+        base_width=8, **_SE,
+    ),
+    NetworkSpec(
+        "seresnext101_64x4d", "SE-ResNeXt", "senet", depths=(3, 4, 23, 3), cardinality=64,
+        base_width=4, **_SE,
+    ),
+    NetworkSpec("legacy_seresnext50_32x4d", "SE-ResNeXt", "senet", **_RESNEXT_32x4d, **_LEGACY_SE),
+    NetworkSpec(
+        "legacy_seresnext101_32x4d", "SE-ResNeXt", "senet", depths=(3, 4, 23, 3),
+        **_RESNEXT_32x4d, **_LEGACY_SE,
+    ),
+    NetworkSpec(
+        "senet154", "SENet", "senet", depths=(3, 8, 36, 3), cardinality=64, base_width=4,
+        stem="deep", shortcut_kernel=3, reduce_first=2, **_SE,
+    ),
+    NetworkSpec(
+        "legacy_senet154", "SENet", "senet", depths=(3, 8, 36, 3), cardinality=64,
+        base_width=4, stem="deep", shortcut_kernel=3, reduce_first=2, **_LEGACY_SE,
+    ),
+    # ResNeXt.
+    NetworkSpec("resnext50_32x4d", "ResNeXt", "resnext", **_RESNEXT_32x4d),
+    NetworkSpec("resnext50d_32x4d", "ResNeXt", "resnext", **_RESNEXT_32x4d, **_RESNET_D),
+    NetworkSpec("resnext101_32x4d", "ResNeXt", "resnext", depths=(3, 4, 23, 3), **_RESNEXT_32x4d),
+    NetworkSpec(
+        "resnext101_32x8d", "ResNeXt", "resnext", depths=(3, 4, 23, 3), cardinality=32,
+        base_width=8,
+    ),
+    NetworkSpec(
+        "resnext101_64x4d", "ResNeXt", "resnext", depths=(3, 4, 23, 3), cardinality=64,
+        base_width=4,
+    ),
+    # ResNeXt-29 for 32x32 inputs (ResNeXt paper, Table 7).
+    NetworkSpec("resnext29_8x64d", "ResNeXt", "resnext", cardinality=8, base_width=64, **_CIFAR),
+    NetworkSpec(
+        "resnext29_16x64d", "ResNeXt", "resnext", cardinality=16, base_width=64, **_CIFAR
+    ),
+    # SKNet.
+    NetworkSpec("skresnet18", depths=(2, 2, 2, 2), **_SKNET_BASIC),
+    NetworkSpec("skresnet34", **_SKNET_BASIC),
+    NetworkSpec(
+        "skresnet50", "SKNet", "sknet", conv="sk", conv_args={"split_input": True}
+    ),
+    NetworkSpec("skresnext50_32x4d", **_SKNEXT),
+    NetworkSpec("sknet101", depths=(3, 4, 23, 3), **_SKNEXT),
+    # ResNeSt.
+    NetworkSpec("resnest14d", depths=(1, 1, 1, 1), **_RESNEST, **_RESNET_D),
+    NetworkSpec("resnest26d", depths=(2, 2, 2, 2), **_RESNEST, **_RESNET_D),
+    NetworkSpec("resnest50d", **_RESNEST, **_RESNET_D),
+    NetworkSpec(
+        "resnest101e", depths=(3, 4, 23, 3), stem="deep", stem_width=64, shortcut="avg",
+        default_size=256, **_RESNEST,
+    ),
+    NetworkSpec(
+        "resnest200e", depths=(3, 24, 36, 3), stem="deep", stem_width=64, shortcut="avg",
+        default_size=320, **_RESNEST,
+    ),
+    NetworkSpec(
+        "resnest269e", depths=(3, 30, 48, 8), stem="deep", stem_width=64, shortcut="avg",
+        default_size=416, **_RESNEST,
+    ),
+    _resnest_fast(4, 2, 40).replace(name="resnest50d_4s2x40d"),
+    _resnest_fast(1, 4, 24).replace(name="resnest50d_1s4x24d"),
+    _resnest_fast(1, 1, 64),
+    _resnest_fast(2, 1, 64),
+    _resnest_fast(4, 1, 64),
+    _resnest_fast(1, 2, 40),
+    _resnest_fast(2, 2, 40),
+    _resnest_fast(4, 2, 40),
+    _resnest_fast(1, 4, 24),
+)
+
+SPECS = types.MappingProxyType({spec.name: spec for spec in _TABLE})
+if len(SPECS) != len(_TABLE):
+    raise RuntimeError("two rows of the network table share a name")
+
+
+def get_spec(name):
+    """The table's row for `name`; a `ValueError` suggests close names for an unknown one."""
+    if name in SPECS:
+        return SPECS[name]
+    # Names that extend what was typed ("seresnext50" -> "seresnext50_32x4d") come first.
+    extensions = sorted((n for n in SPECS if n.startswith(str(name))), key=len)
+    close = list(dict.fromkeys(extensions + difflib.get_close_matches(str(name), list(SPECS))))[:5]
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise ValueError(
+        f"Unknown model name {name!r}.{hint} `keras_attn.applications.list_models()` lists "
+        f"all {len(SPECS)} names."
+    )
+
+
+def resolve(model_name, /, **kwargs):
+    """Splits `kwargs` into changes to the row `model_name` and the rest (builder arguments).
+
+    Returns:
+        `(spec, remaining_kwargs)`: the row with every keyword that names a `NetworkSpec`
+        field applied (except `name`, which stays the model's name), and the others.
+    """
+    spec = get_spec(model_name)
+    fields = set(field_names()) - {"name"}
+    changes = {key: kwargs.pop(key) for key in list(kwargs) if key in fields}
+    if changes:
+        spec = spec.replace(**changes)
+    return spec, kwargs

@@ -1,0 +1,204 @@
+"""Every family at small size: training, saving, shapes, the keras.applications arguments."""
+
+import re
+
+import keras
+import numpy as np
+import pytest
+
+from keras_attn import testing
+from keras_attn.applications import feature_extractor, get_model
+
+NARROW = {"widths": (8, 16, 32, 64), "depths": (1, 1, 1, 1)}
+# Grouped convolutions need room for groups, and SE gates for a few hidden units: a gate of
+# two ReLU units can start dead for every image, and then its weights rightly get no gradient.
+WIDER = {"widths": (16, 32, 64, 128), "depths": (1, 1, 1, 1)}
+GROUPED = dict(WIDER, cardinality=4)
+
+# One narrow network per family and per layout the builder knows.
+SMALL = {
+    "resnet50d": dict(NARROW, stem_width=8),
+    "seresnet18": WIDER,
+    "legacy_seresnet50": WIDER,
+    "seresnext26d_32x4d": dict(GROUPED, stem_width=8),
+    "senet154": dict(GROUPED, stem_width=8, base_width=16),
+    "resnext50_32x4d": GROUPED,
+    "resnext29_8x64d": {"widths": (8, 16, 32), "depths": (1, 1, 1), "cardinality": 2},
+    "skresnet18": NARROW,
+    "skresnext50_32x4d": GROUPED,
+    "resnest50d": dict(NARROW, stem_width=8),
+    "resnest50d_4s2x40d": {"widths": (32, 32, 64, 64), "depths": (1, 1, 1, 1), "stem_width": 8},
+    "resnest50_fast_1s1x64d": dict(NARROW, stem_width=8),
+}
+
+
+def _small(name, **kwargs):
+    return get_model(name, **SMALL[name], classes=5, **kwargs)
+
+
+def _size(name):
+    return 32 if name.startswith("resnext29") else 64
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_family_trains_saves_and_takes_any_input_size(name, tmp_path):
+    model = _small(name, input_shape=(None, None, 3))
+    testing.perturb_batch_norm_statistics(model)
+    size = _size(name)
+    images = testing.random_images((4, size, size, 3))
+
+    for height, width in ((size, size), (size + 32, size + 8)):
+        probabilities = keras.ops.convert_to_numpy(
+            model(testing.random_images((2, height, width, 3)), training=False)
+        )
+        assert probabilities.shape == (2, 5)
+        np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+    testing.assert_keras_file_round_trip(model, images, str(tmp_path))
+    testing.assert_fit_changes_every_weight(model, images, np.array([0, 1, 2, 3]))
+
+
+@pytest.mark.parametrize("policy, atol", [("mixed_float16", 1e-2), ("mixed_bfloat16", 5e-2)])
+def test_mixed_precision_network_trains_and_outputs_float32(policy, atol):
+    reference = get_model("resnest50d_4s2x40d", input_shape=(64, 64, 3), classes=5,
+                          **SMALL["resnest50d_4s2x40d"])
+    keras.config.set_dtype_policy(policy)  # restored by the conftest fixture
+    mixed = get_model("resnest50d_4s2x40d", input_shape=(64, 64, 3), classes=5,
+                      **SMALL["resnest50d_4s2x40d"])
+    mixed.set_weights(reference.get_weights())
+    images = testing.random_images((4, 64, 64, 3))
+    outputs = mixed(images, training=False)
+    assert keras.backend.standardize_dtype(outputs.dtype) == "float32"
+    assert mixed.get_layer("stage1_block1_conv2").compute_dtype == policy.split("_")[1]
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(outputs),
+        keras.ops.convert_to_numpy(reference(images, training=False)),
+        atol=atol,
+    )
+    optimizer = keras.optimizers.SGD(0.1)
+    if policy == "mixed_float16":
+        # Keras' default loss scale (2**15) overflows float16 gradients here, and a step with
+        # overflow is skipped by design; a smaller initial scale makes the first step count.
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=2.0**6)
+    testing.assert_fit_changes_every_weight(
+        mixed, images, np.array([0, 1, 2, 3]), optimizer=optimizer
+    )
+
+
+def test_default_input_shape_follows_keras_applications():
+    assert get_model("resnest50d", **NARROW).input_shape == (None, 224, 224, 3)
+    assert get_model("resnest101e", **NARROW).input_shape == (None, 256, 256, 3)
+    assert get_model("resnest50d", include_top=False, **NARROW).input_shape == (None, None, None, 3)
+
+
+@pytest.mark.parametrize(
+    "pooling, expected_shape, last_layer",
+    [(None, (None, 2, 2, 256), "stage4_block1_out"), ("avg", (None, 256), "avg_pool"),
+     ("max", (None, 256), "max_pool")],
+)
+def test_include_top_false_with_every_pooling(pooling, expected_shape, last_layer):
+    model = get_model("seresnet50", include_top=False, pooling=pooling, input_shape=(64, 64, 3),
+                      **NARROW)
+    assert model.output_shape == expected_shape
+    assert model.layers[-1].name == last_layer
+
+
+def test_input_tensor_and_logits():
+    inputs = keras.Input((48, 48, 3))
+    model = get_model("skresnet18", input_tensor=inputs, classes=3, classifier_activation=None,
+                      name="tiny_sk", **NARROW)
+    assert model.inputs[0] is inputs
+    assert model.name == "tiny_sk"
+    assert model.get_layer("predictions").get_config()["activation"] == "linear"
+    logits = model.predict(testing.random_images((2, 48, 48, 3)), verbose=0)
+    assert not np.allclose(logits.sum(axis=1), 1.0)
+
+
+def test_weights_file_round_trip(tmp_path):
+    source = get_model("resnest50d", input_shape=(64, 64, 3), classes=5, **NARROW)
+    testing.perturb_batch_norm_statistics(source)
+    path = str(tmp_path / "tiny.weights.h5")
+    source.save_weights(path)
+    loaded = get_model("resnest50d", weights=path, input_shape=(64, 64, 3), classes=5, **NARROW)
+    images = testing.random_images((2, 64, 64, 3))
+    np.testing.assert_array_equal(loaded.predict(images, verbose=0),
+                                  source.predict(images, verbose=0))
+
+
+def test_layer_names_are_deterministic():
+    names = [layer.name for layer in get_model("resnest50d", **NARROW).layers]
+    assert names == [layer.name for layer in get_model("resnest50d", **NARROW).layers]
+    assert {"stem_conv1", "stem_bn3", "stage2_block1_down_pool", "stage2_block1_avd_pool",
+            "stage2_block1_conv2", "stage4_block1_out", "predictions"} <= set(names)
+    assert not any(re.search(r"_\d+$", name) for name in names), "auto-generated names"
+
+
+def test_feature_extractor_returns_strides_4_to_32():
+    model = get_model("seresnext26d_32x4d", include_top=False, input_shape=(None, None, 3),
+                      **GROUPED)
+    backbone = feature_extractor(model)
+    assert sorted(backbone.output) == ["P2", "P3", "P4", "P5"]
+    images = testing.random_images((1, 128, 96, 3))
+    features = backbone.predict(images, verbose=0)
+    for level, stage in zip(range(2, 6), range(1, 5)):
+        assert features[f"P{level}"].shape[1:3] == (128 // 2**level, 96 // 2**level)
+        stage_model = keras.Model(model.inputs, model.get_layer(f"stage{stage}_block1_out").output)
+        np.testing.assert_allclose(features[f"P{level}"], stage_model.predict(images, verbose=0),
+                                   atol=1e-6)
+
+
+def test_feature_extractor_by_name_and_cifar_levels():
+    backbone = feature_extractor("resnet50d", input_shape=(64, 64, 3), stem_width=8, **NARROW)
+    assert {key: tuple(value.shape) for key, value in backbone.output.items()} == {
+        "P2": (None, 16, 16, 32), "P3": (None, 8, 8, 64), "P4": (None, 4, 4, 128),
+        "P5": (None, 2, 2, 256),
+    }
+    cifar = feature_extractor("resnext29_8x64d", widths=(8, 16, 32), depths=(1, 1, 1),
+                              cardinality=2)
+    assert sorted(cifar.output) == ["P0", "P1", "P2"]
+
+
+def test_feature_extractor_rejects_foreign_models():
+    inputs = keras.Input((32, 32, 3))
+    foreign = keras.Model(inputs, keras.layers.Conv2D(4, 3)(inputs))
+    with pytest.raises(ValueError, match="no stage outputs"):
+        feature_extractor(foreign)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"input_shape": (16, 16, 3)}, "at least its total stride of 32"),
+        ({"input_shape": (64, 31, 3)}, "at least its total stride of 32"),
+        ({"input_shape": (64, 64)}, "(height, width, channels)"),
+        ({"pooling": "mean", "include_top": False}, "pooling='mean'"),
+        ({"classes": 0}, "classes=0"),
+        ({"classifier_activation": "softmaxx"}, "classifier_activation='softmaxx'"),
+        ({"weights": "imagenet"}, "weights='imagenet'"),
+        ({"weights": "missing.weights.h5"}, "not found"),
+        ({"radix": 2}, "['radix']"),
+        ({"model_name": "resnet50"}, "['model_name']"),
+        ({"conv_args": {"radix": 0}}, "radix=0"),
+        ({"cardinality": 3}, "cardinality=3"),
+    ],
+)
+def test_bad_arguments_raise_a_named_value_error(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        get_model("resnest50d", **{**NARROW, **kwargs})
+
+
+def test_cardinality_that_does_not_divide_the_width_is_named():
+    with pytest.raises(ValueError, match=re.escape("`cardinality`=4 does not divide the 2 input")):
+        get_model("senet154", **GROUPED)
+
+
+def test_cifar_stem_takes_32x32_but_not_less():
+    get_model("resnext29_8x64d", input_shape=(32, 32, 3), **SMALL["resnext29_8x64d"])
+    with pytest.raises(ValueError, match="total stride of 4"):
+        get_model("resnext29_8x64d", input_shape=(2, 2, 3), **SMALL["resnext29_8x64d"])
+
+
+def test_channels_first_is_refused_by_name():
+    keras.config.set_image_data_format("channels_first")
+    with pytest.raises(ValueError, match="image_data_format\\(\\)='channels_first'"):
+        get_model("resnest50d", **NARROW)

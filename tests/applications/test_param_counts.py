@@ -1,0 +1,49 @@
+"""Every network at full size has exactly timm's parameters (or the paper's, where timm has none)."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from keras_attn.applications import get_model, list_models
+
+from tests.conftest import FIXTURES
+
+with open(os.path.join(FIXTURES, "timm_models.json")) as file:
+    TIMM = json.load(file)
+
+# Networks that timm does not have: the paper's figure, to its printed precision.
+PAPER_ONLY = {"sknet101", "resnext29_8x64d", "resnext29_16x64d"}
+
+
+def test_every_name_has_a_reference():
+    assert set(list_models()) - set(TIMM) == PAPER_ONLY
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(set(list_models()) - PAPER_ONLY))
+def test_count_params_equals_timm(name, full_size_param_counts):
+    assert full_size_param_counts[name] == TIMM[name]["keras_count_params"]
+
+
+@pytest.mark.slow
+def test_sknet101_has_the_papers_48_9m_parameters(full_size_param_counts):
+    # SKNet paper, Table 2: SKNet-101, 48.9M.
+    assert round(full_size_param_counts["sknet101"] / 1e6, 1) == 48.9
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, millions", [("resnext29_8x64d", 34.4), ("resnext29_16x64d", 68.1)])
+def test_resnext29_has_the_papers_parameters(name, millions):
+    # ResNeXt paper, Table 7 (CIFAR-10): ResNeXt-29 8x64d 34.4M, 16x64d 68.1M. The paper counts
+    # the weights of the convolutions and the classifier, not BatchNorm's.
+    model = get_model(name, classes=10)
+    weights = sum(
+        int(np.prod(w.shape))
+        for layer in model.layers
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))
+        for w in layer.weights
+    )
+    assert round(weights / 1e6, 1) == millions

@@ -1,0 +1,112 @@
+"""Public constructors, preprocessing and decoding."""
+
+import inspect
+
+import keras
+import numpy as np
+import pytest
+
+import keras_attn
+from keras_attn import applications
+from keras_attn.applications import imagenet_utils, registry, specs
+
+EXPECTED_CONSTRUCTORS = {
+    "SEResNet18": "seresnet18", "SEResNet34": "seresnet34", "SEResNet50": "seresnet50",
+    "SEResNet101": "seresnet101", "SEResNet152": "seresnet152",
+    "SEResNeXt50": "seresnext50_32x4d", "SEResNeXt101": "seresnext101_32x4d",
+    "SENet154": "senet154", "ResNeXt50": "resnext50_32x4d", "ResNeXt101": "resnext101_32x4d",
+    "SKResNet18": "skresnet18", "SKResNet34": "skresnet34", "SKNet50": "skresnext50_32x4d",
+    "SKNet101": "sknet101", "ResNeSt14": "resnest14d", "ResNeSt26": "resnest26d",
+    "ResNeSt50": "resnest50d", "ResNeSt101": "resnest101e", "ResNeSt200": "resnest200e",
+    "ResNeSt269": "resnest269e",
+}
+KERAS_APPLICATION_ARGS = [
+    "include_top", "weights", "input_tensor", "input_shape", "pooling", "classes",
+    "classifier_activation", "name",
+]
+
+
+def test_constructors_are_public_and_have_the_keras_applications_signature():
+    assert {f.__name__: f.registry_name for f in registry.CONSTRUCTORS} == EXPECTED_CONSTRUCTORS
+    for function in registry.CONSTRUCTORS:
+        assert getattr(applications, function.__name__) is function
+        assert function.__name__ in applications.__all__
+        parameters = inspect.signature(function).parameters
+        assert list(parameters) == KERAS_APPLICATION_ARGS
+        assert parameters["classes"].default == 1000
+        assert parameters["classifier_activation"].default == "softmax"
+        paper = specs.PAPERS[specs.SPECS[function.registry_name].paper]
+        assert paper.title in function.__doc__ and "Args:" in function.__doc__
+
+
+@pytest.mark.parametrize("function", registry.CONSTRUCTORS, ids=lambda f: f.__name__)
+def test_constructor_builds_its_row_with_every_argument(function, monkeypatch):
+    calls = []
+    monkeypatch.setattr(registry, "get_model", lambda *args, **kwargs: calls.append((args, kwargs)))
+    inputs = object()
+    function(include_top=False, weights=None, input_tensor=inputs, input_shape=(96, 96, 3),
+             pooling="max", classes=7, classifier_activation=None, name="mine")
+    assert calls == [((function.registry_name,), {
+        "weights": None, "include_top": False, "input_tensor": inputs,
+        "input_shape": (96, 96, 3), "pooling": "max", "classes": 7,
+        "classifier_activation": None, "name": "mine",
+    })]
+
+
+@pytest.mark.slow
+def test_quickstart_network_predicts_imagenet_classes():
+    model = keras_attn.applications.ResNeSt50()
+    assert model.name == "resnest50d"
+    assert model.input_shape == (None, 224, 224, 3)
+    pixels = np.random.default_rng(0).uniform(0, 255, (2, 224, 224, 3))
+    predictions = model.predict(applications.preprocess_input(pixels, model="resnest50d"),
+                                verbose=0)
+    decoded = applications.decode_predictions(predictions, top=5)
+    assert [len(row) for row in decoded] == [5, 5]
+    for row, probabilities in zip(decoded, predictions):
+        assert [score for _, _, score in row] == sorted(probabilities, reverse=True)[:5]
+
+
+def test_preprocess_input_normalises_with_the_models_mean_and_std():
+    pixels = np.array([[[[0.0, 127.5, 255.0]]]])
+    expected = (pixels / 255.0 - np.array(specs.IMAGENET_MEAN)) / np.array(specs.IMAGENET_STD)
+    for model in (None, "resnest50d", specs.get_spec("seresnet50")):
+        result = applications.preprocess_input(pixels, model=model)
+        assert isinstance(result, np.ndarray) and result.dtype == np.float32
+        np.testing.assert_allclose(result, expected, rtol=1e-6)
+    tensor = applications.preprocess_input(keras.ops.convert_to_tensor(pixels))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(tensor), expected, rtol=1e-6)
+    channels_first = applications.preprocess_input(
+        pixels.transpose(0, 3, 1, 2), data_format="channels_first"
+    )
+    np.testing.assert_allclose(channels_first, expected.transpose(0, 3, 1, 2), rtol=1e-6)
+    shifted = specs.get_spec("resnet50").replace(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    np.testing.assert_allclose(
+        applications.preprocess_input(pixels, model=shifted), [[[[-1.0, 0.0, 1.0]]]], atol=1e-6
+    )
+    with pytest.raises(ValueError, match="data_format='nchw'"):
+        applications.preprocess_input(pixels, data_format="nchw")
+
+
+def test_imagenet_class_index_ships_with_the_package():
+    classes = imagenet_utils.imagenet_classes()
+    assert len(classes) == 1000 and len({wnid for wnid, _ in classes}) == 1000
+    assert classes[0] == ("n01440764", "tench")
+    assert classes[207] == ("n02099601", "golden_retriever")
+    assert classes[999] == ("n15075141", "toilet_tissue")
+
+
+def test_decode_predictions_returns_the_best_classes_first():
+    preds = np.zeros((2, 1000), "float32")
+    preds[0, [207, 1, 999]] = [0.5, 0.3, 0.2]
+    preds[1, 0] = 1.0
+    decoded = applications.decode_predictions(preds, top=3)
+    assert decoded[0] == [
+        ("n02099601", "golden_retriever", 0.5), ("n01443537", "goldfish", pytest.approx(0.3)),
+        ("n15075141", "toilet_tissue", pytest.approx(0.2)),
+    ]
+    assert decoded[1][0] == ("n01440764", "tench", 1.0)
+    with pytest.raises(ValueError, match=r"shape \(2, 10\)"):
+        applications.decode_predictions(np.zeros((2, 10)))
+    with pytest.raises(ValueError, match="top=0"):
+        applications.decode_predictions(preds, top=0)

@@ -1,0 +1,94 @@
+"""The network table: names, validation, overrides."""
+
+import re
+
+import pytest
+
+from keras_attn.applications import list_models, specs
+
+# The names the registry must offer (timm's where timm has the network).
+EXPECTED_NAMES = {
+    "resnet50", "resnet50d", "resnet101d",
+    "seresnet18", "seresnet34", "seresnet50", "seresnet101", "seresnet152",
+    "legacy_seresnet50", "legacy_seresnet101", "legacy_seresnet152",
+    "seresnext26d_32x4d", "seresnext50_32x4d", "seresnext101_32x4d", "seresnext101_32x8d",
+    "seresnext101_64x4d", "legacy_seresnext50_32x4d", "legacy_seresnext101_32x4d",
+    "senet154", "legacy_senet154",
+    "resnext50_32x4d", "resnext50d_32x4d", "resnext101_32x4d", "resnext101_32x8d",
+    "resnext101_64x4d",
+    "skresnet18", "skresnet34", "skresnet50", "skresnext50_32x4d",
+    "resnest14d", "resnest26d", "resnest50d", "resnest101e", "resnest200e", "resnest269e",
+    "resnest50d_1s4x24d", "resnest50d_4s2x40d",
+    "resnest50_fast_1s1x64d", "resnest50_fast_2s1x64d", "resnest50_fast_4s1x64d",
+    "resnest50_fast_1s2x40d", "resnest50_fast_2s2x40d", "resnest50_fast_4s2x40d",
+    "resnest50_fast_1s4x24d",
+    "sknet101", "resnext29_8x64d", "resnext29_16x64d",
+}
+
+
+def test_registry_offers_exactly_the_expected_names():
+    assert set(list_models()) == EXPECTED_NAMES
+    assert list_models() == sorted(EXPECTED_NAMES)
+    assert list_models("resnest50d*") == ["resnest50d", "resnest50d_1s4x24d", "resnest50d_4s2x40d"]
+
+
+def test_fast_variant_names_describe_their_row():
+    for name in list_models("resnest50_fast_*"):
+        radix, cardinality, width = map(int, re.fullmatch(r".*_(\d)s(\d)x(\d+)d", name).groups())
+        spec = specs.get_spec(name)
+        assert (spec.conv_args["radix"], spec.cardinality, spec.base_width) == (
+            radix, cardinality, width
+        )
+        assert spec.avd and spec.avd_first and spec.shortcut == "avg" and spec.stem == "deep"
+
+
+def test_rows_are_frozen_and_replace_merges_slot_arguments():
+    spec = specs.get_spec("resnest50d")
+    with pytest.raises(AttributeError):
+        spec.depths = (1, 1, 1, 1)
+    with pytest.raises(TypeError):
+        spec.conv_args["radix"] = 4
+    narrow = spec.replace(widths=[8, 16, 32, 64], conv_args={"rd_ratio": 0.5})
+    assert narrow.widths == (8, 16, 32, 64)
+    assert dict(narrow.conv_args) == {"radix": 2, "rd_ratio": 0.5}
+    assert spec.widths == (64, 128, 256, 512)
+
+
+def test_total_stride():
+    assert specs.get_spec("resnet50").total_stride == 32
+    assert specs.get_spec("resnext29_8x64d").total_stride == 4
+
+
+def test_unknown_name_suggests_close_names():
+    with pytest.raises(ValueError, match=r"Unknown model name 'resnest50'.*'resnest50d'"):
+        specs.get_spec("resnest50")
+    with pytest.raises(ValueError, match=r"Unknown model name 'seresnext50'.*'seresnext50_32x4d'"):
+        specs.get_spec("seresnext50")
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"block": "bottle"}, "block='bottle'"),
+        ({"depths": (3, 4, 6)}, "one entry per stage"),
+        ({"depths": ()}, "depths"),
+        ({"widths": (64, 0, 256, 512)}, "widths"),
+        ({"cardinality": 0}, "cardinality=0"),
+        ({"stem": "deeper"}, "stem='deeper'"),
+        ({"shortcut": "pool"}, "shortcut='pool'"),
+        ({"shortcut_kernel": 2}, "shortcut_kernel=2"),
+        ({"gate": "cbam"}, "gate='cbam'"),
+        ({"conv": "dynamic"}, "conv='dynamic'"),
+        ({"conv_args": {"radx": 2}}, "['radx']"),
+        ({"gate_args": {"reduction": 16}}, "['reduction']"),
+        ({"colour": "red"}, "['colour']"),
+    ],
+)
+def test_bad_rows_raise_a_named_value_error(changes, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        specs.get_spec("resnest50d").replace(**changes)
+
+
+def test_basic_blocks_reject_grouped_bottleneck_settings():
+    with pytest.raises(ValueError, match="cardinality=4"):
+        specs.get_spec("seresnet18").replace(cardinality=4)
