@@ -1,0 +1,263 @@
+"""timm checkpoint -> Keras weights: the name map and the kernel transposes.
+
+timm names a module by where it sits in its PyTorch model. Three of timm's source files
+wrote the checkpoints this package reads, and each names some modules its own way:
+
+- `resnet.py` (ResNet, SE-ResNet, SE-ResNeXt, SENet-154, ResNeXt, and ResNeSt, whose
+  blocks live in `resnest.py` inside the same ResNet class): `conv1`, `bn1`,
+  `layer1.0.conv2`, `layer1.0.se`, `layer1.0.downsample.0`, `fc`;
+- `sknet.py` blocks in that ResNet class: a block's plain conv and norm are one
+  `ConvNormAct` (`layer1.0.conv3.conv`, `layer1.0.conv3.bn`);
+- `senet.py` (the legacy, Caffe-converted SENets): `layer0.conv1`, `layer1.0.se_module`,
+  `last_linear`.
+
+The checkpoint's own keys tell which (`layer0.*`, or Selective Kernel `*.paths.*`). The Keras
+side's names come from `keras_attn.applications.resnet_family`.
+"""
+
+import os
+import re
+
+import numpy as np
+
+from keras_attn.applications import resnet_family, specs
+from keras_attn.layers import SelectiveKernel
+
+_PARAMETER_NAMES = {
+    "kernel": "weight",
+    "bias": "bias",
+    "gamma": "weight",
+    "beta": "bias",
+    "moving_mean": "running_mean",
+    "moving_variance": "running_var",
+}
+# Sublayers of keras_attn layers whose names differ from timm's (SqueezeExcite's fc1/fc2 and
+# SplitAttention's conv/bn0/fc1/bn1/fc2 are named as timm names them).
+_SUBLAYER_NAMES = (
+    (re.compile(r"path(\d+)_(conv|bn)"), r"paths.\1.\2"),
+    (re.compile(r"fc_reduce"), "attn.fc_reduce"),
+    (re.compile(r"attn_bn"), "attn.bn"),
+    (re.compile(r"fc_select"), "attn.fc_select"),
+)
+_IGNORED_SUFFIXES = (".num_batches_tracked",)
+
+
+def read_checkpoint(checkpoint):
+    """A timm state dict as `{key: numpy array}`, from a mapping or a `.safetensors` path."""
+    if isinstance(checkpoint, (str, os.PathLike)):
+        path = os.fspath(checkpoint)
+        if not path.endswith(".safetensors"):
+            raise ValueError(
+                f"`checkpoint` must be a `.safetensors` file or a dict of arrays; received "
+                f"{path!r}."
+            )
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"Checkpoint file not found: {path!r}.")
+        try:
+            from safetensors.numpy import load_file
+        except ImportError:
+            raise ImportError(
+                "Reading .safetensors checkpoints needs the `safetensors` package: "
+                'pip install "keras-attn[convert]".'
+            ) from None
+        return load_file(path)
+    if not hasattr(checkpoint, "items"):
+        raise ValueError(
+            "`checkpoint` must be a `.safetensors` path or a dict of arrays; received "
+            f"{type(checkpoint).__name__}."
+        )
+    return {str(key): np.asarray(value) for key, value in checkpoint.items()}
+
+
+def checkpoint_layout(state):
+    """Which timm source file named the keys: "senet", "sknet" or "resnet"."""
+    if any(key.startswith("layer0.") for key in state):
+        return "senet"
+    if any(".paths." in key for key in state):
+        return "sknet"
+    return "resnet"
+
+
+def _stem_module(kind, index, stem_convs, layout):
+    if layout == "senet":
+        return f"layer0.{kind}{index}"
+    if stem_convs == 1:
+        return "conv1" if kind == "conv" else "bn1"
+    # resnet.py's deep stem: Sequential(conv, bn, act, conv, bn, act, conv), then bn1.
+    if kind == "conv":
+        return f"conv1.{3 * (index - 1)}"
+    return "bn1" if index == stem_convs else f"conv1.{3 * index - 2}"
+
+
+def _block_module(part, layer, layout, avg_shortcut):
+    if part in ("down_conv", "down_bn"):
+        position = (part == "down_bn") + avg_shortcut  # resnet.py's avg pool sits at index 0
+        return f"downsample.{position}"
+    if part == "se":
+        return "se_module" if layout == "senet" else "se"
+    match = re.fullmatch(r"(conv|bn)(\d)", part)
+    if match is None:
+        return None
+    kind, index = match.groups()
+    if layout == "sknet" and not isinstance(layer, SelectiveKernel):
+        return f"conv{index}.{kind}"
+    return f"{kind}{index}"
+
+
+def timm_module_names(model, layout):
+    """`{keras layer name: timm module path}` for every layer of `model` that has weights."""
+    stem_convs = sum(bool(re.fullmatch(r"stem_conv\d", layer.name)) for layer in model.layers)
+    avg_shortcut = any(layer.name.endswith("_down_pool") for layer in model.layers)
+    modules = {}
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        module = None
+        stem = re.fullmatch(r"stem_(conv|bn)(\d)", layer.name)
+        block = re.fullmatch(r"stage(\d+)_block(\d+)_(\w+)", layer.name)
+        if stem:
+            module = _stem_module(stem[1], int(stem[2]), stem_convs, layout)
+        elif block:
+            part = _block_module(block[3], layer, layout, avg_shortcut)
+            if part is not None:
+                module = f"layer{block[1]}.{int(block[2]) - 1}.{part}"
+        elif layer.name == "predictions":
+            module = "last_linear" if layout == "senet" else "fc"
+        if module is None:
+            raise ValueError(
+                f"Layer {layer.name!r} of model {model.name!r} has weights but no timm "
+                "counterpart; load_timm_weights expects a network built by "
+                "keras_attn.applications."
+            )
+        modules[layer.name] = module
+    return modules
+
+
+def _variable_key(module, layer, variable):
+    parts = variable.path.split("/")
+    if layer.name in parts:
+        parts = parts[parts.index(layer.name) + 1 :]
+    *sublayers, parameter = parts
+    names = []
+    for sublayer in sublayers:
+        for pattern, replacement in _SUBLAYER_NAMES:
+            if pattern.fullmatch(sublayer):
+                sublayer = pattern.sub(replacement, sublayer)
+                break
+        names.append(sublayer)
+    return ".".join([module, *names, _PARAMETER_NAMES[parameter]])
+
+
+def timm_variable_keys(model, layout):
+    """`{variable.path: timm key}` for every weight of `model`, in `model.weights` order."""
+    modules = timm_module_names(model, layout)
+    return {
+        variable.path: _variable_key(modules[layer.name], layer, variable)
+        for layer in model.layers
+        for variable in layer.weights
+    }
+
+
+def _to_keras_layout(array):
+    """PyTorch (out, in, kh, kw) conv and (out, in) linear weights -> Keras layouts."""
+    if array.ndim == 4:
+        return array.transpose(2, 3, 1, 0)
+    if array.ndim == 2:
+        return array.T
+    return array
+
+
+def load_timm_weights(model, checkpoint):
+    """Sets every weight of a keras_attn network from a timm checkpoint.
+
+    Every tensor of the checkpoint must be used exactly once and every weight of the model
+    set (`num_batches_tracked` aside); otherwise a `ValueError` names the key and both shapes.
+    The model is changed only when the whole checkpoint fits.
+
+    Args:
+        model: a network from `keras_attn.applications` (any `include_top`, any input size).
+            With `include_top=False`, the checkpoint's classifier is left out.
+        checkpoint: a timm `state_dict` as a dict of arrays, or a `.safetensors` path.
+
+    Returns:
+        The model, for chaining.
+
+    Example:
+
+    >>> model = keras_attn.applications.get_model("resnest50d")
+    >>> load_timm_weights(model, "resnest50d.safetensors")
+    """
+    state = read_checkpoint(checkpoint)
+    layout = checkpoint_layout(state)
+    keys = timm_variable_keys(model, layout)
+    has_top = any(layer.name == "predictions" for layer in model.layers)
+    assignments = []
+    used = set()
+    for variable in model.weights:
+        key = keys[variable.path]
+        if key not in state:
+            raise ValueError(
+                f"The checkpoint has no tensor {key!r} for weight {variable.path!r} of shape "
+                f"{tuple(variable.shape)} (layout: timm {layout}.py)."
+            )
+        if key in used:
+            raise ValueError(f"Checkpoint tensor {key!r} would be used twice.")
+        source = np.asarray(state[key])
+        value = _to_keras_layout(source)
+        if tuple(value.shape) != tuple(variable.shape):
+            raise ValueError(
+                f"Checkpoint tensor {key!r} has shape {tuple(source.shape)} "
+                f"({tuple(value.shape)} in Keras layout) but weight {variable.path!r} has "
+                f"shape {tuple(variable.shape)}."
+            )
+        used.add(key)
+        assignments.append((variable, value))
+    head = ("last_linear." if layout == "senet" else "fc.")
+    unused = sorted(
+        key
+        for key in set(state) - used
+        if not key.endswith(_IGNORED_SUFFIXES) and (has_top or not key.startswith(head))
+    )
+    if unused:
+        shown = ", ".join(f"{key} {tuple(np.shape(state[key]))}" for key in unused[:10])
+        more = f" and {len(unused) - 10} more" if len(unused) > 10 else ""
+        raise ValueError(
+            f"{len(unused)} checkpoint tensor(s) have no weight in model {model.name!r}: "
+            f"{shown}{more}. Is it the same architecture?"
+        )
+    for variable, value in assignments:
+        variable.assign(value.astype(variable.dtype))
+    return model
+
+
+def classifier_classes(state):
+    """Number of classes of a timm checkpoint's classifier, or None if it has none."""
+    for key in ("fc.weight", "last_linear.weight"):
+        if key in state:
+            return int(np.shape(state[key])[0])
+    return None
+
+
+def from_timm(timm_name, checkpoint, **kwargs):
+    """Builds the keras_attn twin of a timm network and loads a timm checkpoint into it.
+
+    Args:
+        timm_name: the network's timm name, e.g. `"resnest50d"` (`list_models()`).
+        checkpoint: a timm `state_dict` as a dict of arrays, or a `.safetensors` path.
+        **kwargs: builder arguments (`input_shape=(160, 160, 3)`, `include_top`, `pooling`,
+            `classifier_activation`, `name`) and `NetworkSpec` fields for changed rows.
+            `classes` defaults to the checkpoint classifier's.
+
+    Returns:
+        The loaded `keras.Model`.
+
+    Example:
+
+    >>> model = from_timm("seresnext50_32x4d", "model.safetensors", input_shape=(288, 288, 3))
+    """
+    state = read_checkpoint(checkpoint)
+    spec, kwargs = specs.resolve(timm_name, **kwargs)
+    if kwargs.get("include_top", True) and "classes" not in kwargs:
+        kwargs["classes"] = classifier_classes(state) or 1000
+    model = resnet_family.build_model(spec, **kwargs)
+    return load_timm_weights(model, state)

@@ -1,0 +1,216 @@
+"""timm checkpoints load into keras_attn networks and give timm's logits."""
+
+import json
+import os
+import re
+
+import keras
+import numpy as np
+import pytest
+from safetensors.numpy import load_file, save_file
+
+from keras_attn.applications import get_model, specs
+from keras_attn.convert import from_timm, load_timm_weights
+from keras_attn.convert import timm as timm_convert
+
+from tests.conftest import FIXTURES
+
+TIMM_FIXTURES = os.path.join(FIXTURES, "timm")
+
+# Fixture -> (registry name, overrides). `test_overrides_build_what_timm_built` checks each
+# against the timm arguments recorded in NAME.json.
+CASES = {
+    "resnet50d_narrow": ("resnet50d", {"stem_width": 8}),
+    "resnext50_narrow": ("resnext50_32x4d", {"cardinality": 4}),
+    "seresnet18_narrow": ("seresnet18", {}),
+    "seresnet50_narrow": ("seresnet50", {}),
+    "seresnext26d_narrow": ("seresnext26d_32x4d", {"cardinality": 4, "stem_width": 8}),
+    "skresnet18_narrow": ("skresnet18", {}),
+    "skresnext50_narrow": ("skresnext50_32x4d", {"cardinality": 4}),
+    "resnest50d_narrow": ("resnest50d", {"stem_width": 8}),
+    "resnest50d_4s2x40d_narrow": ("resnest50d_4s2x40d", {"stem_width": 8}),
+}
+TIMM_BLOCKS = {
+    "BasicBlock": ("basic", "plain"),
+    "Bottleneck": ("bottleneck", "plain"),
+    "SelectiveKernelBasic": ("basic", "sk"),
+    "SelectiveKernelBottleneck": ("bottleneck", "sk"),
+    "ResNestBottleneck": ("bottleneck", "splat"),
+}
+
+
+def _fixture(case):
+    with open(os.path.join(TIMM_FIXTURES, f"{case}.json")) as file:
+        timm_args = json.load(file)
+    data = np.load(os.path.join(TIMM_FIXTURES, f"{case}.npz"))
+    return timm_args, data["input_nhwc"], data["logits"]
+
+
+def _overrides(case, timm_args):
+    name, overrides = CASES[case]
+    return name, dict(overrides, widths=timm_args["channels"], depths=timm_args["layers"])
+
+
+def _model(case, **kwargs):
+    timm_args, images, _ = _fixture(case)
+    name, overrides = _overrides(case, timm_args)
+    return get_model(
+        name, input_shape=images.shape[1:], classes=timm_args["num_classes"],
+        classifier_activation=None, **overrides, **kwargs,
+    )
+
+
+def _checkpoint(case):
+    return os.path.join(TIMM_FIXTURES, f"{case}.safetensors")
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_overrides_build_what_timm_built(case):
+    """Reads the timm arguments of NAME.json and compares them with the row we build."""
+    timm_args, _, _ = _fixture(case)
+    name, overrides = _overrides(case, timm_args)
+    spec = specs.get_spec(name).replace(**overrides)
+    block_args = dict(timm_args.get("block_args", {}))
+    block, conv = TIMM_BLOCKS[timm_args["block"]]
+    assert (spec.block, spec.conv) == (block, conv)
+    assert spec.widths == tuple(timm_args["channels"])
+    assert spec.depths == tuple(timm_args["layers"])
+    assert spec.cardinality == timm_args.get("cardinality", 1)
+    assert spec.base_width == timm_args.get("base_width", 64)
+    assert spec.stem == timm_args.get("stem_type", "plain") or "plain"
+    if spec.stem == "deep":
+        assert spec.stem_width == timm_args["stem_width"]
+    assert spec.shortcut == ("avg" if timm_args.get("avg_down") else "conv")
+    assert spec.gate == block_args.pop("attn_layer", None)
+    if conv == "sk":
+        assert dict(spec.conv_args) == block_args.pop("sk_kwargs")
+    if conv == "splat":
+        assert spec.conv_args["radix"] == block_args.pop("radix")
+        assert (spec.avd, spec.avd_first) == (block_args.pop("avd"), block_args.pop("avd_first"))
+    assert not block_args, f"timm arguments the test does not compare: {block_args}"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_logits_equal_timm(case):
+    _, images, logits = _fixture(case)
+    model = _model(case)
+    untrained = model.predict(images, verbose=0)
+    assert np.abs(untrained - logits).max() > 1e-2  # the comparison below can fail
+    load_timm_weights(model, _checkpoint(case))
+    np.testing.assert_allclose(model.predict(images, verbose=0), logits, rtol=0, atol=1e-4)
+
+
+def test_from_timm_builds_loads_and_infers_the_classes():
+    timm_args, images, logits = _fixture("resnest50d_4s2x40d_narrow")
+    _, overrides = _overrides("resnest50d_4s2x40d_narrow", timm_args)
+    model = from_timm("resnest50d_4s2x40d", _checkpoint("resnest50d_4s2x40d_narrow"),
+                      classifier_activation=None, input_shape=(None, None, 3), **overrides)
+    assert model.output_shape == (None, 10)
+    np.testing.assert_allclose(model.predict(images, verbose=0), logits, atol=1e-4)
+    bigger = model.predict(np.concatenate([images, images], axis=1), verbose=0)
+    assert bigger.shape == (2, 10)
+
+
+def test_without_top_the_features_reproduce_timm_logits():
+    state = load_file(_checkpoint("seresnet50_narrow"))
+    _, images, logits = _fixture("seresnet50_narrow")
+    backbone = _model("seresnet50_narrow", include_top=False, pooling="avg")
+    load_timm_weights(backbone, state)
+    features = backbone.predict(images, verbose=0)
+    np.testing.assert_allclose(features @ state["fc.weight"].T + state["fc.bias"], logits,
+                               atol=1e-4)
+
+
+def _weights(model):
+    return [keras.ops.convert_to_numpy(w).copy() for w in model.weights]
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda s: s.pop("layer2.0.conv2.fc1.bias"),
+         "no tensor 'layer2.0.conv2.fc1.bias' for weight 'stage2_block1_conv2/fc1/bias' of shape (32,)"),
+        (lambda s: s.update({"layer9.0.conv1.weight": np.zeros((4, 4, 1, 1), "float32")}),
+         "have no weight in model 'resnest50d': layer9.0.conv1.weight (4, 4, 1, 1)"),
+        (lambda s: s.update({"layer1.0.bn3.running_var": np.ones(32, "float32")}),
+         "'layer1.0.bn3.running_var' has shape (32,) ((32,) in Keras layout) but weight "
+         "'stage1_block1_bn3/moving_variance' has shape (64,)"),
+    ],
+)
+def test_checkpoint_that_does_not_fit_is_named_and_changes_nothing(edit, message):
+    state = load_file(_checkpoint("resnest50d_narrow"))
+    edit(state)
+    model = _model("resnest50d_narrow")
+    before = _weights(model)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_timm_weights(model, state)
+    for old, new in zip(before, _weights(model)):
+        np.testing.assert_array_equal(old, new)
+
+
+def test_checkpoint_of_another_architecture_is_refused():
+    model = _model("seresnet50_narrow")
+    with pytest.raises(ValueError, match="no tensor"):
+        load_timm_weights(model, _checkpoint("resnet50d_narrow"))
+
+
+def test_bad_checkpoint_arguments(tmp_path):
+    model = _model("seresnet18_narrow")
+    with pytest.raises(FileNotFoundError, match="missing.safetensors"):
+        load_timm_weights(model, str(tmp_path / "missing.safetensors"))
+    with pytest.raises(ValueError, match=re.escape("received 'model.pth'")):
+        load_timm_weights(model, "model.pth")
+    with pytest.raises(ValueError, match="received int"):
+        load_timm_weights(model, 3)
+
+
+def _legacy_keys(stem_convs, depths, shortcut_blocks):
+    """The keys timm's senet.py gives a legacy SENet (layer0, se_module, last_linear)."""
+    bn = ("weight", "bias", "running_mean", "running_var")
+    keys = set()
+    for i in range(1, stem_convs + 1):
+        keys |= {f"layer0.conv{i}.weight"} | {f"layer0.bn{i}.{p}" for p in bn}
+    for stage, depth in enumerate(depths, start=1):
+        for index in range(depth):
+            block = f"layer{stage}.{index}"
+            for i in (1, 2, 3):
+                keys |= {f"{block}.conv{i}.weight"} | {f"{block}.bn{i}.{p}" for p in bn}
+            keys |= {f"{block}.se_module.fc{i}.{p}" for i in (1, 2) for p in ("weight", "bias")}
+            if (stage, index) in shortcut_blocks:
+                keys |= {f"{block}.downsample.0.weight"} | {f"{block}.downsample.1.{p}" for p in bn}
+    return keys | {"last_linear.weight", "last_linear.bias"}
+
+
+@pytest.mark.parametrize(
+    "name, stem_convs, shortcut_blocks, overrides",
+    [
+        # 64 stem channels = 4 x 16: the first block needs no projection.
+        ("legacy_seresnet50", 1, {(2, 0), (3, 0), (4, 0)}, {"widths": (16, 32, 64, 128)}),
+        ("legacy_senet154", 3, {(1, 0), (2, 0), (3, 0), (4, 0)},
+         {"widths": (16, 32, 64, 128), "cardinality": 4, "base_width": 16, "stem_width": 8}),
+    ],
+)
+def test_legacy_senet_checkpoints_use_senet_py_names(
+    name, stem_convs, shortcut_blocks, overrides, tmp_path
+):
+    depths = (2, 1, 1, 1)
+    model = get_model(name, depths=depths, input_shape=(64, 64, 3), classes=7, **overrides)
+    keys = timm_convert.timm_variable_keys(model, "senet")
+    expected = _legacy_keys(stem_convs, depths, shortcut_blocks)
+    assert set(keys.values()) == expected
+    # A checkpoint with exactly those keys, in PyTorch layouts, loads and sets every weight.
+    rng = np.random.default_rng(0)
+    state = {}
+    for variable in model.weights:
+        value = rng.normal(size=variable.shape).astype("float32")
+        if value.ndim == 4:
+            value = value.transpose(3, 2, 0, 1)
+        elif value.ndim == 2:
+            value = value.T
+        state[keys[variable.path]] = np.ascontiguousarray(value)  # safetensors writes raw buffers
+    save_file(state, str(tmp_path / "legacy.safetensors"))
+    load_timm_weights(model, str(tmp_path / "legacy.safetensors"))
+    kernel = model.get_layer("stage1_block1_conv2").kernel
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(kernel), state["layer1.0.conv2.weight"].transpose(2, 3, 1, 0)
+    )
