@@ -173,6 +173,26 @@ def check_positive_number(name, value):
     return value
 
 
+def check_reduction(rd_ratio, rd_channels, rd_divisor):
+    """Validates timm's attention-width arguments; returns them as given."""
+    check_positive_number("rd_ratio", rd_ratio)
+    if rd_channels is not None:
+        check_positive_int("rd_channels", rd_channels)
+    check_positive_int("rd_divisor", rd_divisor)
+    return rd_ratio, rd_channels, rd_divisor
+
+
+def check_cardinality(cardinality, filters):
+    """Raises unless `cardinality` is a positive int that divides `filters`."""
+    check_positive_int("cardinality", cardinality)
+    if filters % cardinality:
+        raise ValueError(
+            f"`cardinality` must divide `filters`; received cardinality={cardinality} "
+            f"with filters={filters}."
+        )
+    return cardinality
+
+
 def check_channels_last(layer_name, input_shape):
     """Raises unless the input is a rank-4 NHWC tensor with a known channel count."""
     if len(input_shape) != 4:

@@ -79,17 +79,10 @@ class SelectiveKernel(keras.layers.Layer):
         self.kernel_size = kernel_size
         self.strides = common.check_positive_int("strides", strides)
         self.dilation_rate = common.check_positive_int("dilation_rate", dilation_rate)
-        self.cardinality = common.check_positive_int("cardinality", cardinality)
-        if filters % cardinality:
-            raise ValueError(
-                f"`cardinality` must divide `filters`; received cardinality={cardinality} "
-                f"with filters={filters}."
-            )
-        self.rd_ratio = common.check_positive_number("rd_ratio", rd_ratio)
-        if rd_channels is not None:
-            common.check_positive_int("rd_channels", rd_channels)
-        self.rd_channels = rd_channels
-        self.rd_divisor = common.check_positive_int("rd_divisor", rd_divisor)
+        self.cardinality = common.check_cardinality(cardinality, filters)
+        self.rd_ratio, self.rd_channels, self.rd_divisor = common.check_reduction(
+            rd_ratio, rd_channels, rd_divisor
+        )
         self.keep_3x3 = bool(keep_3x3)
         self.split_input = bool(split_input)
         self.activation = keras.activations.get(activation)

@@ -70,17 +70,10 @@ class SplitAttention(keras.layers.Layer):
         self.strides = common.check_positive_int("strides", strides)
         self.dilation_rate = common.check_positive_int("dilation_rate", dilation_rate)
         self.radix = common.check_positive_int("radix", radix)
-        self.cardinality = common.check_positive_int("cardinality", cardinality)
-        if filters % cardinality:
-            raise ValueError(
-                f"`cardinality` must divide `filters`; received cardinality={cardinality} "
-                f"with filters={filters}."
-            )
-        self.rd_ratio = common.check_positive_number("rd_ratio", rd_ratio)
-        if rd_channels is not None:
-            common.check_positive_int("rd_channels", rd_channels)
-        self.rd_channels = rd_channels
-        self.rd_divisor = common.check_positive_int("rd_divisor", rd_divisor)
+        self.cardinality = common.check_cardinality(cardinality, filters)
+        self.rd_ratio, self.rd_channels, self.rd_divisor = common.check_reduction(
+            rd_ratio, rd_channels, rd_divisor
+        )
         self.activation = keras.activations.get(activation)
 
         self._geometry = common.TorchConvGeometry(kernel_size, strides, dilation_rate)

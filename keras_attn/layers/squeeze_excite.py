@@ -44,11 +44,9 @@ class SqueezeExcite(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.rd_ratio = common.check_positive_number("rd_ratio", rd_ratio)
-        if rd_channels is not None:
-            common.check_positive_int("rd_channels", rd_channels)
-        self.rd_channels = rd_channels
-        self.rd_divisor = common.check_positive_int("rd_divisor", rd_divisor)
+        self.rd_ratio, self.rd_channels, self.rd_divisor = common.check_reduction(
+            rd_ratio, rd_channels, rd_divisor
+        )
         self.activation = keras.activations.get(activation)
         self.gate_activation = keras.activations.get(gate_activation)
         self._gate_policy = common.gate_dtype_policy(self.dtype_policy)
