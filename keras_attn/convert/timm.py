@@ -18,6 +18,7 @@ side's names come from `keras_attn.applications.resnet_family`.
 import os
 import re
 
+import keras
 import numpy as np
 
 from keras_attn.applications import resnet_family, specs
@@ -40,19 +41,27 @@ _SUBLAYER_NAMES = (
     (re.compile(r"fc_select"), "attn.fc_select"),
 )
 _IGNORED_SUFFIXES = (".num_batches_tracked",)
+TORCH_SUFFIXES = (".pth", ".pt", ".bin")
 
 
 def read_checkpoint(checkpoint):
-    """A timm state dict as `{key: numpy array}`, from a mapping or a `.safetensors` path."""
+    """A timm state dict as `{key: numpy array}`.
+
+    Args:
+        checkpoint: a mapping of arrays, a `.safetensors` path, or a PyTorch `.pth` path
+            (read with `torch.load(weights_only=True)`, so no arbitrary pickle runs; needs torch).
+    """
     if isinstance(checkpoint, (str, os.PathLike)):
         path = os.fspath(checkpoint)
-        if not path.endswith(".safetensors"):
+        if not path.endswith((".safetensors",) + TORCH_SUFFIXES):
             raise ValueError(
-                f"`checkpoint` must be a `.safetensors` file or a dict of arrays; received "
-                f"{path!r}."
+                "`checkpoint` must be a `.safetensors` or PyTorch `.pth` file or a dict of "
+                f"arrays; received {path!r}."
             )
         if not os.path.isfile(path):
             raise FileNotFoundError(f"Checkpoint file not found: {path!r}.")
+        if path.endswith(TORCH_SUFFIXES):
+            return _read_torch_checkpoint(path)
         try:
             from safetensors.numpy import load_file
         except ImportError:
@@ -60,13 +69,42 @@ def read_checkpoint(checkpoint):
                 "Reading .safetensors checkpoints needs the `safetensors` package: "
                 'pip install "keras-attn[convert]".'
             ) from None
-        return load_file(path)
+        try:
+            return load_file(path)
+        except Exception as error:
+            raise ValueError(f"{path!r} is not a readable safetensors file: {error}") from error
     if not hasattr(checkpoint, "items"):
         raise ValueError(
             "`checkpoint` must be a `.safetensors` path or a dict of arrays; received "
             f"{type(checkpoint).__name__}."
         )
     return {str(key): np.asarray(value) for key, value in checkpoint.items()}
+
+
+def _read_torch_checkpoint(path):
+    try:
+        import torch
+    except ImportError:
+        raise ImportError(
+            f"Reading the PyTorch checkpoint {path!r} needs torch (pip install torch); or "
+            "convert it to .safetensors, which needs no torch."
+        ) from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # weights_only refuses anything but tensors and containers
+        raise ValueError(
+            f"{path!r} is not a plain PyTorch state dict: torch.load(weights_only=True) refused "
+            f"it ({type(error).__name__}: {str(error).splitlines()[0]}). keras_attn never "
+            "unpickles arbitrary objects."
+        ) from None
+    for wrapper in ("state_dict", "model"):  # training checkpoints nest the weights
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    return {
+        key.removeprefix("module."): value.detach().cpu().numpy()
+        for key, value in state.items()
+        if hasattr(value, "detach")
+    }
 
 
 def checkpoint_layout(state):
@@ -158,13 +196,31 @@ def timm_variable_keys(model, layout):
     }
 
 
-def _to_keras_layout(array):
-    """PyTorch (out, in, kh, kw) conv and (out, in) linear weights -> Keras layouts."""
-    if array.ndim == 4:
-        return array.transpose(2, 3, 1, 0)
-    if array.ndim == 2:
-        return array.T
-    return array
+# Convolution kernels are (out, in, kh, kw) in PyTorch and (kh, kw, in, out) in Keras; linear
+# weights (out, in) and (in, out). Everything else has the same layout.
+_KERAS_AXES = {4: (2, 3, 1, 0), 2: (1, 0)}
+_TORCH_AXES = {4: (3, 2, 0, 1), 2: (1, 0)}
+
+
+def _transpose(array, axes_by_rank):
+    axes = axes_by_rank.get(array.ndim)
+    return array if axes is None else array.transpose(axes)
+
+
+def timm_state_dict(model, layout="resnet"):
+    """The weights of a keras_attn network as a timm `state_dict` of NumPy arrays.
+
+    The inverse of `load_timm_weights`: the result loads into the timm network of the same
+    architecture (`layout`: "resnet", "sknet" or "senet", the timm source file that defines
+    it), and back into this one.
+    """
+    keys = timm_variable_keys(model, layout)
+    return {
+        keys[variable.path]: np.ascontiguousarray(
+            _transpose(keras.ops.convert_to_numpy(variable), _TORCH_AXES)
+        )
+        for variable in model.weights
+    }
 
 
 def load_timm_weights(model, checkpoint):
@@ -203,7 +259,7 @@ def load_timm_weights(model, checkpoint):
         if key in used:
             raise ValueError(f"Checkpoint tensor {key!r} would be used twice.")
         source = np.asarray(state[key])
-        value = _to_keras_layout(source)
+        value = _transpose(source, _KERAS_AXES)
         if tuple(value.shape) != tuple(variable.shape):
             raise ValueError(
                 f"Checkpoint tensor {key!r} has shape {tuple(source.shape)} "

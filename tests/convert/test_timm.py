@@ -158,8 +158,10 @@ def test_bad_checkpoint_arguments(tmp_path):
     model = _model("seresnet18_narrow")
     with pytest.raises(FileNotFoundError, match="missing.safetensors"):
         load_timm_weights(model, str(tmp_path / "missing.safetensors"))
-    with pytest.raises(ValueError, match=re.escape("received 'model.pth'")):
-        load_timm_weights(model, "model.pth")
+    with pytest.raises(ValueError, match=re.escape("received 'model.ckpt'")):
+        load_timm_weights(model, "model.ckpt")
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        load_timm_weights(model, str(tmp_path / "missing.pth"))
     with pytest.raises(ValueError, match="received int"):
         load_timm_weights(model, 3)
 
