@@ -7,6 +7,6 @@
 
 __version__ = "0.1.0"
 
-from keras_attn import applications, convert, layers  # noqa: E402
+from keras_attn import applications, convert, data, layers, weights  # noqa: E402
 
-__all__ = ["applications", "convert", "layers"]
+__all__ = ["applications", "convert", "data", "layers", "weights"]

@@ -8,6 +8,14 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
+def _no_network(monkeypatch, tmp_path_factory):
+    """Tests never leave 127.0.0.1: published weights resolve to a closed local port (the
+    `checkpoint_server` fixture points them at a live one), and the Keras cache is private."""
+    monkeypatch.setenv("KERAS_ATTN_WEIGHTS_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path_factory.mktemp("keras_home")))
+
+
+@pytest.fixture(autouse=True)
 def _seed():
     """Initial weights (and with them every numerical outcome) are the same on every run."""
     keras.utils.set_random_seed(0)
@@ -32,3 +40,29 @@ def full_size_param_counts():
     from keras_attn.applications import list_models, registry
 
     return {name: registry.count_parameters(name) for name in list_models()}
+
+
+@pytest.fixture
+def checkpoint_server(monkeypatch, tmp_path):
+    """A checkpoint server on 127.0.0.1 that `weights="imagenet"` downloads from, and a private
+    Keras cache (KERAS_HOME) for the test."""
+    from keras_attn import weights as published
+    from keras_attn.testing.checkpoint_server import start_checkpoint_server
+
+    server = start_checkpoint_server()
+    monkeypatch.setenv(published.BASE_URL_VARIABLE, server.url)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def cache_files(tmp_path):
+    """Lists the files in the private keras_attn cache of `checkpoint_server`."""
+
+    def listing():
+        folder = tmp_path / "keras_home" / "keras_attn"
+        return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+    return listing

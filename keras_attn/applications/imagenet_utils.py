@@ -7,12 +7,26 @@ from importlib import resources
 import numpy as np
 from keras import ops
 
+from keras_attn import weights as published
 from keras_attn.applications import specs
 
 NUM_CLASSES = 1000
 
 
-def preprocess_input(x, model=None, data_format=None):
+def mean_and_std(model=None, weights=None):
+    """The per-channel mean and std a network (and, when given, a published tag) expects."""
+    spec = specs.get_spec(model) if isinstance(model, str) else model
+    if weights is not None:
+        if spec is None:
+            raise ValueError("`weights` needs `model`: the tags are per network.")
+        info = published.tag_info(spec.name, published.resolve_tag(spec.name, weights))
+        return tuple(info["mean"]), tuple(info["std"])
+    if spec is None:
+        return specs.IMAGENET_MEAN, specs.IMAGENET_STD
+    return spec.mean, spec.std
+
+
+def preprocess_input(x, model=None, data_format=None, weights=None):
     """Scales RGB pixels in [0, 255] to what a network expects: `(x / 255 - mean) / std`.
 
     Args:
@@ -21,6 +35,8 @@ def preprocess_input(x, model=None, data_format=None):
         model: registry name (or `NetworkSpec`) whose mean and std to use; by default the
             ImageNet mean and std that every ResNet-family network here uses.
         data_format: "channels_last" (default) or "channels_first".
+        weights: a published tag of `model` ("imagenet" for the default) whose own mean and
+            std to use (a few checkpoints were trained with others).
 
     Returns:
         The normalised images: a NumPy array for NumPy input, else a tensor.
@@ -30,9 +46,7 @@ def preprocess_input(x, model=None, data_format=None):
     >>> images = np.random.uniform(0, 255, (2, 224, 224, 3))
     >>> batch = preprocess_input(images, model="resnest50d")
     """
-    spec = specs.get_spec(model) if isinstance(model, str) else model
-    mean = spec.mean if spec is not None else specs.IMAGENET_MEAN
-    std = spec.std if spec is not None else specs.IMAGENET_STD
+    mean, std = mean_and_std(model, weights)
     data_format = data_format or "channels_last"
     if data_format not in ("channels_last", "channels_first"):
         raise ValueError(

@@ -15,9 +15,14 @@ import re
 
 import keras
 
+from keras_attn import weights as published
 from keras_attn.applications import resnet_family, specs
+from keras_attn.convert import timm as timm_convert
+from keras_attn.weights import fetch
 
 _BUILDER_ARGS = tuple(inspect.signature(resnet_family.build_model).parameters)[1:]
+_KERAS_WEIGHTS = (".weights.h5",)
+_TIMM_CHECKPOINTS = (".safetensors",) + timm_convert.TORCH_SUFFIXES
 
 
 def list_models(pattern=None):
@@ -33,8 +38,10 @@ def get_model(model_name, /, weights=None, **kwargs):
 
     Args:
         model_name: a registry name (`list_models()`), e.g. `"seresnext50_32x4d"`.
-        weights: None (random initialisation) or the path to a `.weights.h5` file saved from
-            the same architecture.
+        weights: None (random initialisation), "imagenet" (the default tag's published
+            ImageNet weights), a published tag such as "a1_in1k", the path to a `.weights.h5`
+            file saved from the same architecture, or a timm checkpoint (`.safetensors`, or a
+            PyTorch `.pth` where torch is installed).
         **kwargs: the `keras.applications` arguments (`include_top`, `input_tensor`,
             `input_shape`, `pooling`, `classes`, `classifier_activation`, `name`) and any field
             of `NetworkSpec` (`depths`, `widths`, `stem_width`, `cardinality`, `conv_args`...).
@@ -55,23 +62,51 @@ def get_model(model_name, /, weights=None, **kwargs):
             f"{['weights', *_BUILDER_ARGS]} and the NetworkSpec fields "
             f"{sorted(set(specs.field_names()) - {'name'})}."
         )
-    _check_weights(weights)
+    source = _weights_source(weights)
+    include_top = kwargs.get("include_top", True)
+    tag = None
+    if source == "published":
+        tag = published.resolve_tag(spec.name, weights)
+        if include_top:
+            _check_imagenet_top(kwargs)
+            if kwargs.get("input_shape") is None and kwargs.get("input_tensor") is None:
+                size = published.tag_info(spec.name, tag)["input_size"]
+                kwargs["input_shape"] = (size, size, 3)
     model = resnet_family.build_model(spec, **kwargs)
-    if weights is not None:
+    if source == "keras":
         model.load_weights(weights)
+    elif source == "timm":
+        timm_convert.load_timm_weights(model, weights)
+    elif source == "published":
+        fetch.load_pretrained(model, spec, tag, include_top)
     return model
 
 
-def _check_weights(weights):
+def _weights_source(weights):
+    """None, "keras" (a .weights.h5 file), "timm" (a checkpoint file) or "published" (a tag)."""
     if weights is None:
-        return
-    if not isinstance(weights, (str, os.PathLike)) or not str(weights).endswith(".weights.h5"):
+        return None
+    if not isinstance(weights, (str, os.PathLike)):
         raise ValueError(
-            "`weights` must be None or the path to a `.weights.h5` file; received "
+            "`weights` must be None, 'imagenet', a published tag or a file path; received "
             f"weights={weights!r}."
         )
-    if not os.path.isfile(weights):
-        raise ValueError(f"`weights` file not found: {os.fspath(weights)!r}.")
+    path = os.fspath(weights)
+    if not path.endswith(_KERAS_WEIGHTS + _TIMM_CHECKPOINTS):
+        return "published"
+    if not os.path.isfile(path):
+        raise ValueError(f"`weights` file not found: {path!r}.")
+    return "keras" if path.endswith(_KERAS_WEIGHTS) else "timm"
+
+
+def _check_imagenet_top(kwargs):
+    classes = kwargs.get("classes", 1000)
+    if classes != 1000:
+        raise ValueError(
+            f"ImageNet weights classify 1000 classes; received classes={classes} with "
+            "include_top=True. Use include_top=False (and your own head) to fine-tune on "
+            "other classes, or weights=None."
+        )
 
 
 def feature_extractor(name_or_model, **kwargs):
@@ -139,7 +174,9 @@ _CONSTRUCTOR_DOC = """
     Args:
         include_top: whether to include the classifier (global average pooling and a
             `Dense` layer named `predictions`).
-        weights: None (random initialisation) or the path to a `.weights.h5` file.
+        weights: "imagenet" (the published weights of the default tag, downloaded once
+            and cached), a published tag, None (random initialisation), or the path to a
+            `.weights.h5` file or a timm checkpoint.
         input_tensor: optional Keras tensor (output of `keras.Input()`) to use as input.
         input_shape: optional `(height, width, channels)`; by default
             `({size}, {size}, 3)` with `include_top`, else `(None, None, 3)`. Height and
@@ -212,7 +249,7 @@ def SEResNet34(include_top=True, weights=None, input_tensor=None, input_shape=No
 
 
 @_application("seresnet50", "Bottleneck blocks with an SE gate (ratio 1/16).", "SE-ResNet-50.")
-def SEResNet50(include_top=True, weights=None, input_tensor=None, input_shape=None,
+def SEResNet50(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
                pooling=None, classes=1000, classifier_activation="softmax", name=None):
     return _build("seresnet50", include_top, weights, input_tensor, input_shape, pooling,
                   classes, classifier_activation, name)
@@ -233,7 +270,7 @@ def SEResNet152(include_top=True, weights=None, input_tensor=None, input_shape=N
 
 
 @_application("seresnext50_32x4d", "ResNeXt-50 (32x4d) with SE gates.", "SE-ResNeXt-50 (32x4d).")
-def SEResNeXt50(include_top=True, weights=None, input_tensor=None, input_shape=None,
+def SEResNeXt50(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
                 pooling=None, classes=1000, classifier_activation="softmax", name=None):
     return _build("seresnext50_32x4d", include_top, weights, input_tensor, input_shape,
                   pooling, classes, classifier_activation, name)
@@ -242,7 +279,7 @@ def SEResNeXt50(include_top=True, weights=None, input_tensor=None, input_shape=N
 @_application(
     "seresnext101_32x4d", "ResNeXt-101 (32x4d) with SE gates.", "SE-ResNeXt-101 (32x4d)."
 )
-def SEResNeXt101(include_top=True, weights=None, input_tensor=None, input_shape=None,
+def SEResNeXt101(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
                  pooling=None, classes=1000, classifier_activation="softmax", name=None):
     return _build("seresnext101_32x4d", include_top, weights, input_tensor, input_shape,
                   pooling, classes, classifier_activation, name)
@@ -253,21 +290,21 @@ def SEResNeXt101(include_top=True, weights=None, input_tensor=None, input_shape=
     "64x4d bottlenecks (first 1x1 halved), a deep stem and 3x3 strided shortcuts.",
     "SENet-154, the ILSVRC 2017 winning network.",
 )
-def SENet154(include_top=True, weights=None, input_tensor=None, input_shape=None,
+def SENet154(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
              pooling=None, classes=1000, classifier_activation="softmax", name=None):
     return _build("senet154", include_top, weights, input_tensor, input_shape, pooling,
                   classes, classifier_activation, name)
 
 
 @_application("resnext50_32x4d", "Cardinality 32, width 4 per group.", "ResNeXt-50 (32x4d).")
-def ResNeXt50(include_top=True, weights=None, input_tensor=None, input_shape=None,
+def ResNeXt50(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
               pooling=None, classes=1000, classifier_activation="softmax", name=None):
     return _build("resnext50_32x4d", include_top, weights, input_tensor, input_shape,
                   pooling, classes, classifier_activation, name)
 
 
 @_application("resnext101_32x4d", "Cardinality 32, width 4 per group.", "ResNeXt-101 (32x4d).")
-def ResNeXt101(include_top=True, weights=None, input_tensor=None, input_shape=None,
+def ResNeXt101(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
                pooling=None, classes=1000, classifier_activation="softmax", name=None):
     return _build("resnext101_32x4d", include_top, weights, input_tensor, input_shape,
                   pooling, classes, classifier_activation, name)
@@ -277,7 +314,7 @@ def ResNeXt101(include_top=True, weights=None, input_tensor=None, input_shape=No
     "skresnet18", "Basic blocks whose first 3x3 is a Selective Kernel convolution.",
     "SK-ResNet-18.",
 )
-def SKResNet18(include_top=True, weights=None, input_tensor=None, input_shape=None,
+def SKResNet18(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
                pooling=None, classes=1000, classifier_activation="softmax", name=None):
     return _build("skresnet18", include_top, weights, input_tensor, input_shape, pooling,
                   classes, classifier_activation, name)
@@ -287,7 +324,7 @@ def SKResNet18(include_top=True, weights=None, input_tensor=None, input_shape=No
     "skresnet34", "Basic blocks whose first 3x3 is a Selective Kernel convolution.",
     "SK-ResNet-34.",
 )
-def SKResNet34(include_top=True, weights=None, input_tensor=None, input_shape=None,
+def SKResNet34(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
                pooling=None, classes=1000, classifier_activation="softmax", name=None):
     return _build("skresnet34", include_top, weights, input_tensor, input_shape, pooling,
                   classes, classifier_activation, name)
@@ -298,7 +335,7 @@ def SKResNet34(include_top=True, weights=None, input_tensor=None, input_shape=No
     "ResNeXt-50 (32x4d) with Selective Kernel convolutions (M=2, G=32, r=16, L=32).",
     "SKNet-50, the paper's network.",
 )
-def SKNet50(include_top=True, weights=None, input_tensor=None, input_shape=None,
+def SKNet50(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
             pooling=None, classes=1000, classifier_activation="softmax", name=None):
     return _build("skresnext50_32x4d", include_top, weights, input_tensor, input_shape,
                   pooling, classes, classifier_activation, name)
@@ -316,42 +353,42 @@ def SKNet101(include_top=True, weights=None, input_tensor=None, input_shape=None
 
 
 @_application("resnest14d", "Radix 2, deep stem, average-pool shortcuts.", "ResNeSt-14.")
-def ResNeSt14(include_top=True, weights=None, input_tensor=None, input_shape=None,
+def ResNeSt14(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
               pooling=None, classes=1000, classifier_activation="softmax", name=None):
     return _build("resnest14d", include_top, weights, input_tensor, input_shape, pooling,
                   classes, classifier_activation, name)
 
 
 @_application("resnest26d", "Radix 2, deep stem, average-pool shortcuts.", "ResNeSt-26.")
-def ResNeSt26(include_top=True, weights=None, input_tensor=None, input_shape=None,
+def ResNeSt26(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
               pooling=None, classes=1000, classifier_activation="softmax", name=None):
     return _build("resnest26d", include_top, weights, input_tensor, input_shape, pooling,
                   classes, classifier_activation, name)
 
 
 @_application("resnest50d", "Radix 2, deep stem, average-pool shortcuts.", "ResNeSt-50.")
-def ResNeSt50(include_top=True, weights=None, input_tensor=None, input_shape=None,
+def ResNeSt50(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
               pooling=None, classes=1000, classifier_activation="softmax", name=None):
     return _build("resnest50d", include_top, weights, input_tensor, input_shape, pooling,
                   classes, classifier_activation, name)
 
 
 @_application("resnest101e", "Radix 2, 64-wide deep stem, 256x256 input.", "ResNeSt-101.")
-def ResNeSt101(include_top=True, weights=None, input_tensor=None, input_shape=None,
+def ResNeSt101(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
                pooling=None, classes=1000, classifier_activation="softmax", name=None):
     return _build("resnest101e", include_top, weights, input_tensor, input_shape, pooling,
                   classes, classifier_activation, name)
 
 
 @_application("resnest200e", "Radix 2, 64-wide deep stem, 320x320 input.", "ResNeSt-200.")
-def ResNeSt200(include_top=True, weights=None, input_tensor=None, input_shape=None,
+def ResNeSt200(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
                pooling=None, classes=1000, classifier_activation="softmax", name=None):
     return _build("resnest200e", include_top, weights, input_tensor, input_shape, pooling,
                   classes, classifier_activation, name)
 
 
 @_application("resnest269e", "Radix 2, 64-wide deep stem, 416x416 input.", "ResNeSt-269.")
-def ResNeSt269(include_top=True, weights=None, input_tensor=None, input_shape=None,
+def ResNeSt269(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
                pooling=None, classes=1000, classifier_activation="softmax", name=None):
     return _build("resnest269e", include_top, weights, input_tensor, input_shape, pooling,
                   classes, classifier_activation, name)

@@ -174,7 +174,7 @@ def test_feature_extractor_rejects_foreign_models():
         ({"pooling": "mean", "include_top": False}, "pooling='mean'"),
         ({"classes": 0}, "classes=0"),
         ({"classifier_activation": "softmaxx"}, "classifier_activation='softmaxx'"),
-        ({"weights": "imagenet"}, "weights='imagenet'"),
+        ({"weights": "a1_in1k"}, "no weights tagged 'a1_in1k'"),
         ({"weights": "missing.weights.h5"}, "not found"),
         ({"radix": 2}, "['radix']"),
         ({"model_name": "resnet50"}, "['model_name']"),

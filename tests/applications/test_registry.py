@@ -8,6 +8,7 @@ import pytest
 
 import keras_attn
 from keras_attn import applications
+from keras_attn import weights as published
 from keras_attn.applications import imagenet_utils, registry, specs
 
 EXPECTED_CONSTRUCTORS = {
@@ -34,6 +35,8 @@ def test_constructors_are_public_and_have_the_keras_applications_signature():
         parameters = inspect.signature(function).parameters
         assert list(parameters) == KERAS_APPLICATION_ARGS
         assert parameters["classes"].default == 1000
+        has_weights = function.registry_name in published.names_with_weights()
+        assert parameters["weights"].default == ("imagenet" if has_weights else None)
         assert parameters["classifier_activation"].default == "softmax"
         paper = specs.PAPERS[specs.SPECS[function.registry_name].paper]
         assert paper.title in function.__doc__ and "Args:" in function.__doc__
@@ -55,7 +58,7 @@ def test_constructor_builds_its_row_with_every_argument(function, monkeypatch):
 
 @pytest.mark.slow
 def test_quickstart_network_predicts_imagenet_classes():
-    model = keras_attn.applications.ResNeSt50()
+    model = keras_attn.applications.ResNeSt50(weights=None)
     assert model.name == "resnest50d"
     assert model.input_shape == (None, 224, 224, 3)
     pixels = np.random.default_rng(0).uniform(0, 255, (2, 224, 224, 3))

@@ -1,0 +1,98 @@
+"""Images in, network inputs out: decoding, and timm's evaluation resize and center crop.
+
+timm evaluates a checkpoint by resizing the shorter side of an image to
+`floor(size / crop_pct)` with the checkpoint's interpolation, cropping the central
+`size x size`, and normalising with its mean and std. `eval_transform` does the same, so that
+an evaluation here reproduces timm's protocol (resizing is TensorFlow's, antialiased, where
+timm uses PIL: expect agreement, not identical pixels).
+"""
+
+import math
+import os
+
+import tensorflow as tf
+
+from keras_attn import weights as published
+from keras_attn.applications import imagenet_utils, specs
+
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "area")
+
+
+def load_image(path):
+    """Decodes a JPEG, PNG, GIF or BMP file into an RGB `uint8` tensor (height, width, 3)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Image not found: {path!r}.")
+    try:
+        return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    except tf.errors.InvalidArgumentError as error:
+        raise ValueError(f"Could not decode {path!r} as an image: {error.message}") from None
+
+
+def resize_and_center_crop(image, size, crop_pct=0.875, interpolation="bicubic"):
+    """Resizes the shorter side to `floor(size / crop_pct)`, then crops the central square.
+
+    Args:
+        image: a (height, width, channels) image tensor.
+        size: side of the output square.
+        crop_pct: fraction of the resized shorter side that the crop keeps.
+        interpolation: "bilinear", "bicubic", "nearest" or "area".
+
+    Returns:
+        A float32 (size, size, channels) tensor, values in the input's range.
+    """
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(
+            f"`interpolation` must be one of {INTERPOLATIONS}; received {interpolation!r}."
+        )
+    if not 0 < crop_pct <= 1:
+        raise ValueError(f"`crop_pct` must be in (0, 1]; received crop_pct={crop_pct!r}.")
+    scale = math.floor(size / crop_pct)
+    height = tf.cast(tf.shape(image)[0], tf.float32)
+    width = tf.cast(tf.shape(image)[1], tf.float32)
+    shorter = tf.minimum(height, width)
+    # torchvision's Resize(int): the shorter side becomes `scale`, the longer one scales along.
+    new_height = tf.cast(tf.math.floor(scale * height / shorter), tf.int32)
+    new_width = tf.cast(tf.math.floor(scale * width / shorter), tf.int32)
+    resized = tf.image.resize(
+        tf.cast(image, tf.float32), tf.stack([new_height, new_width]),
+        method=interpolation, antialias=True,
+    )
+    top = tf.cast(tf.round(tf.cast(new_height - size, tf.float32) / 2.0), tf.int32)
+    left = tf.cast(tf.round(tf.cast(new_width - size, tf.float32) / 2.0), tf.int32)
+    return resized[top : top + size, left : left + size, :]
+
+
+def eval_config(model, weights="imagenet"):
+    """Input size, crop_pct, interpolation, mean and std for evaluating `model`.
+
+    From the manifest for a published tag (`weights`); from the registry row, with timm's
+    defaults (crop 0.875, bicubic), for a network without published weights or `weights=None`.
+    """
+    spec = specs.get_spec(model)
+    if weights is not None and published.tags(spec.name):
+        info = published.tag_info(spec.name, published.resolve_tag(spec.name, weights))
+        return {key: info[key] for key in ("input_size", "crop_pct", "interpolation", "mean",
+                                           "std")}
+    return {"input_size": spec.default_size, "crop_pct": 0.875, "interpolation": "bicubic",
+            "mean": list(spec.mean), "std": list(spec.std)}
+
+
+def eval_transform(model, weights="imagenet"):
+    """A function from a uint8 RGB image to the normalised crop `model` expects.
+
+    Example:
+
+    >>> transform = eval_transform("resnest50d")
+    >>> batch = tf.stack([transform(load_image(path)) for path in paths])
+    """
+    config = eval_config(model, weights)
+    spec = specs.get_spec(model).replace(mean=tuple(config["mean"]), std=tuple(config["std"]))
+
+    def transform(image):
+        crop = resize_and_center_crop(
+            image, config["input_size"], config["crop_pct"], config["interpolation"]
+        )
+        return imagenet_utils.preprocess_input(crop, model=spec)
+
+    return transform

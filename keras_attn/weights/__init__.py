@@ -1,0 +1,91 @@
+"""Published checkpoints: the manifest of what exists, and where to fetch it.
+
+`weights/manifest.json` (shipped in the package as `keras_attn/weights/manifest.json`)
+lists, per registry name, timm's published ImageNet checkpoints: hub id, URL, sha256 where
+known, license, top-1, and the preprocessing each was evaluated with. `weights="imagenet"`
+names a network's default tag. `keras_attn.weights.fetch` downloads, verifies, converts and
+caches.
+
+`KERAS_ATTN_WEIGHTS_URL` replaces `https://huggingface.co` (mirrors, air-gapped sites, tests).
+"""
+
+import functools
+import json
+import os
+from importlib import resources
+
+BASE_URL_VARIABLE = "KERAS_ATTN_WEIGHTS_URL"
+IMAGENET = "imagenet"
+
+
+@functools.lru_cache(maxsize=1)
+def manifest():
+    """The parsed manifest: `{"hub_url": ..., "models": {name: {"default_tag", "tags"}}}`."""
+    text = resources.files("keras_attn.weights").joinpath("manifest.json").read_text("utf-8")
+    return json.loads(text)
+
+
+def names_with_weights():
+    """Registry names that have published weights, sorted."""
+    return sorted(manifest()["models"])
+
+
+def tags(name):
+    """Published tags of `name`, the default first; empty when it has none."""
+    entry = manifest()["models"].get(name)
+    if entry is None:
+        return []
+    default = entry["default_tag"]
+    return [default] + [tag for tag in entry["tags"] if tag != default]
+
+
+def resolve_tag(name, weights):
+    """The tag that `weights` ("imagenet" or a tag) names for the network `name`."""
+    available = tags(name)
+    if not available:
+        raise ValueError(
+            f"{name!r} has no published weights (weights={weights!r}). Networks with "
+            f"published weights: {', '.join(names_with_weights())}."
+        )
+    if weights == IMAGENET:
+        return available[0]
+    if weights in available:
+        return weights
+    raise ValueError(
+        f"{name!r} has no weights tagged {weights!r}; its tags are {available} "
+        f"({IMAGENET!r} is {available[0]!r})."
+    )
+
+
+def tag_info(name, tag):
+    """The manifest's record of one checkpoint (URL, hash, accuracy, preprocessing)."""
+    return manifest()["models"][name]["tags"][tag]
+
+
+def checkpoint_url(name, tag):
+    """Where the checkpoint is fetched from, with `KERAS_ATTN_WEIGHTS_URL` applied."""
+    info = tag_info(name, tag)
+    base = os.environ.get(BASE_URL_VARIABLE, "").rstrip("/")
+    if not base:
+        return info["url"]
+    if info["hub_id"]:
+        return f"{base}/{info['hub_id']}/resolve/main/model.safetensors"
+    return f"{base}/{info['url'].rsplit('/', 1)[-1]}"
+
+
+def markdown_table():
+    """The README's table of published weights: one row per network and tag."""
+    lines = [
+        "| name | tag | top-1 | top-5 | size | crop | interpolation | license |",
+        "|---|---|---:|---:|---:|---:|---|---|",
+    ]
+    for name in names_with_weights():
+        for tag in tags(name):
+            info = tag_info(name, tag)
+            default = " (imagenet)" if tag == tags(name)[0] else ""
+            lines.append(
+                f"| `{name}` | `{tag}`{default} | {info['top1']:.2f} | {info['top5']:.2f} "
+                f"| {info['eval_size']} | {info['crop_pct']} | {info['interpolation']} "
+                f"| {info['license'] or 'null'} |"
+            )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,172 @@
+"""Download, verify, convert and cache published checkpoints.
+
+A checkpoint is downloaded with `keras.utils.get_file` into `$KERAS_HOME/keras_attn/`,
+verified (sha256 when the manifest has one, and always that the file is complete), converted,
+and the converted `.weights.h5` is cached so that the next load converts nothing. A file
+enters the cache only when everything before succeeded: a failed download, a wrong hash, a
+truncated file or a checkpoint that does not fit the network leaves nothing behind that a
+later call would trust.
+"""
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import struct
+import uuid
+from collections.abc import Mapping
+
+import keras
+
+from keras_attn.applications import specs
+from keras_attn.convert import timm as timm_convert
+from keras_attn.weights import checkpoint_url, resolve_tag, tag_info
+
+CACHE_SUBDIR = "keras_attn"
+
+
+def cache_root():
+    """Keras' cache folder: `$KERAS_HOME`, else `~/.keras` (read at call time)."""
+    root = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return root
+
+
+def cache_dir():
+    path = os.path.join(cache_root(), CACHE_SUBDIR)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def load_pretrained(model, spec, weights, include_top):
+    """Sets `model`'s weights to the checkpoint `weights` names, from the cache when it can.
+
+    Args:
+        model: the network built from `spec`.
+        spec: its `NetworkSpec` (possibly a changed row: the cache keeps one file per row).
+        weights: "imagenet" or a tag of `spec.name`.
+        include_top: whether `model` has the classifier.
+    """
+    tag = resolve_tag(spec.name, weights)
+    converted = os.path.join(cache_dir(), _converted_file_name(spec, tag, include_top))
+    if os.path.exists(converted):
+        model.load_weights(converted)
+        return model
+    with _verified_checkpoint(spec.name, tag) as checkpoint:
+        try:
+            timm_convert.load_timm_weights(model, checkpoint)
+        except ValueError as error:
+            raise ValueError(
+                f"The {spec.name} {tag!r} checkpoint from {checkpoint_url(spec.name, tag)} does "
+                f"not fit the network {model.name!r}: {error}"
+            ) from error
+        save_weights_atomically(model, converted)
+    return model
+
+
+def _converted_file_name(spec, tag, include_top):
+    name = f"{spec.name}.{tag}"
+    if spec != specs.SPECS[spec.name]:
+        # A changed row (narrower, other slots) gets its own file, named by its contents.
+        fields = {
+            field.name: dict(value) if isinstance(value, Mapping) else value
+            for field in dataclasses.fields(spec)
+            for value in [getattr(spec, field.name)]
+        }
+        canonical = json.dumps(fields, sort_keys=True)
+        name += f"-{hashlib.sha256(canonical.encode()).hexdigest()[:12]}"
+    return name + ("" if include_top else "_notop") + ".weights.h5"
+
+
+def save_weights_atomically(model, path):
+    """`model.save_weights(path)` that never leaves a half-written file at `path`."""
+    part = f"{path[: -len('.weights.h5')]}.part-{uuid.uuid4().hex}.weights.h5"
+    try:
+        model.save_weights(part)
+        os.replace(part, path)
+    finally:
+        if os.path.exists(part):
+            os.remove(part)
+
+
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def _verified_checkpoint(name, tag):
+    """Yields a verified local copy of the checkpoint; it joins the cache only if the block
+    that uses it succeeds, and is deleted otherwise."""
+    info = tag_info(name, tag)
+    directory = cache_dir()
+    extension = info["format"]
+    final = os.path.join(directory, f"{name}.{tag}.{extension}")
+    if os.path.exists(final):
+        if info["sha256"] is None or sha256_of(final) == info["sha256"]:
+            yield final
+            return
+        os.remove(final)  # a cached file that no longer matches the manifest is not trusted
+    url = checkpoint_url(name, tag)
+    part_name = f"{name}.{tag}.part-{uuid.uuid4().hex}.{extension}"
+    part = os.path.join(directory, part_name)
+    try:
+        try:
+            keras.utils.get_file(
+                fname=part_name, origin=url, cache_dir=cache_root(), cache_subdir=CACHE_SUBDIR
+            )
+        except Exception as error:
+            raise OSError(
+                f"Downloading the {name} {tag!r} checkpoint from {url} failed: {error}. "
+                f"Nothing was kept in {directory}."
+            ) from error
+        _verify(part, info, url)
+        yield part
+        os.replace(part, final)
+    finally:
+        if os.path.exists(part):
+            os.remove(part)
+
+
+def _verify(path, info, url):
+    if info["sha256"] is not None:
+        actual = sha256_of(path)
+        if actual != info["sha256"]:
+            raise ValueError(
+                f"The checkpoint downloaded from {url} has sha256 {actual}, but the manifest "
+                f"expects {info['sha256']}: the file is corrupted or was replaced. It was deleted."
+            )
+    if info["format"] == "safetensors":
+        check_safetensors_complete(path, url)
+
+
+def check_safetensors_complete(path, source):
+    """Raises unless `path` is a whole safetensors file (its header accounts for every byte)."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as file:
+        prefix = file.read(8)
+        header_size = struct.unpack("<Q", prefix)[0] if len(prefix) == 8 else None
+        header = None
+        if header_size is not None and 8 + header_size <= size:
+            try:
+                header = json.loads(file.read(header_size))
+            except ValueError:
+                header = None
+    if not isinstance(header, dict):
+        raise ValueError(
+            f"The file from {source} is not a safetensors checkpoint ({size} bytes, no valid "
+            "header): truncated or not a checkpoint. It was deleted."
+        )
+    data_size = max(
+        (entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"),
+        default=0,
+    )
+    expected = 8 + header_size + data_size
+    if size != expected:
+        raise ValueError(
+            f"The checkpoint from {source} is truncated: {size} bytes received, its header "
+            f"describes {expected}. It was deleted."
+        )

@@ -1,0 +1,158 @@
+"""weights="imagenet"/"<tag>": download from a server, verify, convert, cache; and every failure."""
+
+import hashlib
+import os
+import re
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from keras_attn import weights as published
+from keras_attn.applications import get_model
+from keras_attn.convert import timm as timm_convert
+
+from tests.conftest import FIXTURES
+
+FIXTURE = os.path.join(FIXTURES, "timm", "resnest50d_narrow")
+ROUTE = "/timm/resnest50d.in1k/resolve/main/model.safetensors"
+NARROW = {"widths": (16, 32, 64, 128), "depths": (1, 1, 2, 1), "stem_width": 8}
+
+
+def _fixture_bytes(name="resnest50d_narrow"):
+    with open(os.path.join(FIXTURES, "timm", f"{name}.safetensors"), "rb") as file:
+        return file.read()
+
+
+def _timm_logits(model, images):
+    """The fixture has 10 classes, ImageNet weights 1000: compare through timm's own head."""
+    state = load_file(f"{FIXTURE}.safetensors")
+    features = model.predict(images, verbose=0)
+    return features @ state["fc.weight"].T + state["fc.bias"]
+
+
+def _build(**kwargs):
+    return get_model("resnest50d", weights="in1k", include_top=False, pooling="avg",
+                     input_shape=(64, 64, 3), **NARROW, **kwargs)
+
+
+def test_download_verify_convert_and_cache(checkpoint_server, cache_files, monkeypatch):
+    checkpoint = _fixture_bytes()
+    checkpoint_server.routes[ROUTE] = (checkpoint, "ok")
+    monkeypatch.setitem(published.tag_info("resnest50d", "in1k"), "sha256",
+                        hashlib.sha256(checkpoint).hexdigest())
+    data = np.load(f"{FIXTURE}.npz")
+    np.testing.assert_allclose(_timm_logits(_build(), data["input_nhwc"]), data["logits"],
+                               atol=1e-4)
+    assert checkpoint_server.requests == [ROUTE]
+    cached = cache_files()
+    assert len(cached) == 2 and "resnest50d.in1k.safetensors" in cached
+    assert re.fullmatch(r"resnest50d\.in1k-[0-9a-f]{12}_notop\.weights\.h5", cached[0])
+
+    # The second load neither downloads nor converts: it reads the cached .weights.h5.
+    def no_conversion(*args):
+        raise AssertionError("converted again")
+
+    monkeypatch.setattr(timm_convert, "load_timm_weights", no_conversion)
+    np.testing.assert_allclose(_timm_logits(_build(), data["input_nhwc"]), data["logits"],
+                               atol=1e-4)
+    assert checkpoint_server.requests == [ROUTE]
+
+
+def _serve_wrong_hash(server, monkeypatch):
+    server.routes[ROUTE] = (_fixture_bytes(), "ok")
+    monkeypatch.setitem(published.tag_info("resnest50d", "in1k"), "sha256", "0" * 64)
+
+
+@pytest.mark.parametrize(
+    "setup, error, message",
+    [
+        (lambda server, _: None, OSError,
+         r"Downloading the resnest50d 'in1k' checkpoint from http://127\.0\.0\.1:\d+"
+         r"/timm/resnest50d\.in1k/resolve/main/model\.safetensors failed: .*404"),
+        (lambda server, _: server.routes.update({ROUTE: (_fixture_bytes(), "cut")}), OSError,
+         r"Downloading the resnest50d 'in1k' checkpoint from http://127.*failed"),
+        (lambda server, _: server.routes.update({ROUTE: (_fixture_bytes(), "short")}),
+         ValueError, r"The checkpoint from http://127.* is truncated: \d+ bytes received"),
+        (_serve_wrong_hash, ValueError,
+         r"downloaded from http://127.* has sha256 [0-9a-f]{64}, but the manifest expects 0{64}"),
+        (lambda server, _: server.routes.update(
+            {ROUTE: (_fixture_bytes("resnet50d_narrow"), "ok")}), ValueError,
+         r"The resnest50d 'in1k' checkpoint from http://127.* does not fit the network "
+         r"'resnest50d': The checkpoint has no tensor 'layer1\.0\.conv2\.conv\.weight'"),
+    ],
+    ids=["404", "closed_mid_transfer", "truncated_file", "wrong_hash", "other_architecture"],
+)
+def test_failure_says_what_and_where_and_leaves_nothing_cached(
+    checkpoint_server, cache_files, monkeypatch, setup, error, message
+):
+    setup(checkpoint_server, monkeypatch)
+    with pytest.raises(error, match=message):
+        _build()
+    assert cache_files() == []
+    # Nothing was trusted: the next attempt downloads again, and succeeds with a good file.
+    monkeypatch.setitem(published.tag_info("resnest50d", "in1k"), "sha256", None)
+    checkpoint_server.routes[ROUTE] = (_fixture_bytes(), "ok")
+    _build()
+    assert checkpoint_server.requests == [ROUTE, ROUTE]
+    assert "resnest50d.in1k.safetensors" in cache_files()
+
+
+def test_published_weights_arguments_are_checked_before_building():
+    with pytest.raises(ValueError, match=r"'seresnet18' has no published weights.*resnest50d"):
+        get_model("seresnet18", weights="imagenet")
+    with pytest.raises(ValueError, match=re.escape("no weights tagged 'a1_in1k'; its tags are "
+                                                   "['in1k']")):
+        get_model("resnest50d", weights="a1_in1k")
+    with pytest.raises(ValueError, match="received classes=10 with include_top=True"):
+        get_model("resnest50d", weights="imagenet", classes=10)
+    with pytest.raises(ValueError, match="weights=3"):
+        get_model("resnest50d", weights=3)
+
+
+def test_imagenet_names_the_default_tag():
+    assert published.resolve_tag("resnet50", "imagenet") == "a1_in1k"
+    assert published.resolve_tag("resnet50", "tv_in1k") == "tv_in1k"
+    assert published.tags("resnet50")[0] == "a1_in1k"
+
+
+def test_mirror_replaces_the_base_url(monkeypatch):
+    monkeypatch.delenv(published.BASE_URL_VARIABLE, raising=False)
+    assert published.checkpoint_url("resnest50d", "in1k") == (
+        "https://huggingface.co/timm/resnest50d.in1k/resolve/main/model.safetensors"
+    )
+    monkeypatch.setenv(published.BASE_URL_VARIABLE, "http://mirror.local/hf/")
+    assert published.checkpoint_url("resnest50d", "in1k") == (
+        "http://mirror.local/hf/timm/resnest50d.in1k/resolve/main/model.safetensors"
+    )
+    assert published.checkpoint_url("legacy_seresnet50", "in1k") == (
+        "http://mirror.local/hf/se_resnet50-ce0d4300.pth"
+    )
+
+
+def test_legacy_pth_checkpoint_is_fetched_and_read_without_pickle(checkpoint_server):
+    import torch
+
+    overrides = {"widths": (16, 32, 64, 128), "depths": (1, 1, 1, 1)}
+    source = get_model("legacy_seresnet50", include_top=False, input_shape=(64, 64, 3),
+                       **overrides)
+    state = timm_convert.timm_state_dict(source, layout="senet")
+    state["last_linear.weight"] = np.zeros((1000, 512), "float32")
+    state["last_linear.bias"] = np.zeros(1000, "float32")
+    buffer = _torch_bytes({key: torch.from_numpy(value) for key, value in state.items()})
+    checkpoint_server.routes["/se_resnet50-ce0d4300.pth"] = (buffer, "ok")
+    loaded = get_model("legacy_seresnet50", weights="imagenet", include_top=False,
+                       input_shape=(64, 64, 3), **overrides)
+    images = np.random.default_rng(0).random((2, 64, 64, 3), dtype=np.float32)
+    np.testing.assert_array_equal(loaded.predict(images, verbose=0),
+                                  source.predict(images, verbose=0))
+
+
+def _torch_bytes(state):
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
