@@ -1,11 +1,15 @@
 """`keras-attn`: the command line.
 
     keras-attn models [PATTERN] [--params] [--markdown]
+    keras-attn convert --timm-name NAME --checkpoint FILE --output OUT.weights.h5
+    keras-attn predict --model NAME [--weights imagenet|TAG|FILE] IMAGE...
 """
 
 import argparse
 import os
 import sys
+
+import numpy as np
 
 
 def _models(args):
@@ -37,6 +41,43 @@ def _models(args):
     return 0
 
 
+def _convert(args):
+    from keras_attn.convert import timm as timm_convert
+    from keras_attn.weights import fetch
+
+    output = args.output
+    if not output.endswith(".weights.h5"):
+        print(f"--output must end with .weights.h5; received {output!r}.", file=sys.stderr)
+        return 2
+    if os.path.exists(output) and not args.overwrite:
+        print(f"{output!r} exists; pass --overwrite to replace it.", file=sys.stderr)
+        return 2
+    model = timm_convert.from_timm(args.timm_name, args.checkpoint)
+    fetch.save_weights_atomically(model, output)
+    print(
+        f"{args.timm_name}: {len(model.weights)} weights ({model.count_params():,} values) from "
+        f"{args.checkpoint} -> {output} ({os.path.getsize(output) / 2**20:.1f} MiB)"
+    )
+    return 0
+
+
+def _predict(args):
+    from keras_attn import data
+    from keras_attn.applications import decode_predictions, get_model
+
+    # A file's preprocessing is the network's own; a published tag's is in the manifest.
+    published = None if os.path.isfile(args.weights) else args.weights
+    transform = data.eval_transform(args.model, weights=published)
+    images = [transform(data.load_image(path)) for path in args.images]
+    model = get_model(args.model, weights=args.weights, input_shape=tuple(images[0].shape))
+    probabilities = model.predict(np.stack(images), verbose=0)
+    for path, best in zip(args.images, decode_predictions(probabilities, top=args.top)):
+        print(path)
+        for wnid, label, score in best:
+            print(f"  {score:6.3f}  {label} ({wnid})")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="keras-attn",
@@ -50,6 +91,27 @@ def build_parser():
         "--markdown", action="store_true", help="print the README's model table (builds all)"
     )
     models.set_defaults(handler=_models)
+
+    convert = commands.add_parser(
+        "convert", help="convert a timm checkpoint into a Keras .weights.h5 file"
+    )
+    convert.add_argument("--timm-name", required=True, help="timm (and registry) name")
+    convert.add_argument(
+        "--checkpoint", required=True, help="timm .safetensors (or .pth, with torch installed)"
+    )
+    convert.add_argument("--output", required=True, help="the .weights.h5 file to write")
+    convert.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    convert.set_defaults(handler=_convert)
+
+    predict = commands.add_parser("predict", help="print the top ImageNet classes of images")
+    predict.add_argument("--model", required=True, help="registry name, e.g. resnest50d")
+    predict.add_argument(
+        "--weights", default="imagenet",
+        help="'imagenet', a published tag, or a .weights.h5 / timm checkpoint file",
+    )
+    predict.add_argument("--top", type=int, default=5, help="classes to print per image")
+    predict.add_argument("images", nargs="+", help="JPEG or PNG files")
+    predict.set_defaults(handler=_predict)
     return parser
 
 
@@ -57,7 +119,12 @@ def main(argv=None):
     # TensorFlow's C++ start-up messages drown the command's output; users can still opt in.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except (ValueError, OSError, ImportError) as error:
+        # Bad input and unreachable files are the user's to fix: a message, not a traceback.
+        print(f"keras-attn {args.command}: error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

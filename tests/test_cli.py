@@ -1,13 +1,19 @@
 """The `keras-attn` command."""
 
 import os
+import pickle
 import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import torch
 
 from keras_attn import cli
+from keras_attn.applications import get_model
+
+from tests.conftest import FIXTURES
 
 
 def test_models_lists_matching_networks(capsys):
@@ -36,3 +42,77 @@ def test_console_script_is_installed():
     result = subprocess.run([script, "models", "seresnet5*"], capture_output=True, text=True,
                             timeout=300, check=True)
     assert [line.split()[0] for line in result.stdout.splitlines()] == ["seresnet50"]
+
+
+
+@pytest.fixture(scope="module")
+def seresnet18_checkpoints(tmp_path_factory):
+    """A full-size SE-ResNet-18 with random weights, written as timm would (.safetensors, .pth)."""
+    from safetensors.numpy import save_file
+
+    from keras_attn import testing
+    from keras_attn.convert import timm as timm_convert
+
+    folder = tmp_path_factory.mktemp("seresnet18")
+    source = get_model("seresnet18")
+    testing.perturb_batch_norm_statistics(source)
+    state = timm_convert.timm_state_dict(source)
+    save_file(state, str(folder / "seresnet18.safetensors"))
+    torch.save({"state_dict": {k: torch.from_numpy(v) for k, v in state.items()}},
+               folder / "seresnet18.pth")
+    images = np.random.default_rng(0).random((2, 224, 224, 3), dtype=np.float32)
+    return folder, images, source.predict(images, verbose=0)
+
+
+def _convert(checkpoint, output, *extra):
+    return cli.main(["convert", "--timm-name", "seresnet18", "--checkpoint", str(checkpoint),
+                     "--output", str(output), *extra])
+
+
+@pytest.mark.parametrize("checkpoint", ["seresnet18.safetensors", "seresnet18.pth"])
+def test_convert_writes_weights_equal_to_the_checkpoint(seresnet18_checkpoints, checkpoint,
+                                                        tmp_path, capsys):
+    folder, images, expected = seresnet18_checkpoints
+    output = tmp_path / "seresnet18.weights.h5"
+    assert _convert(folder / checkpoint, output) == 0
+    assert f"-> {output}" in capsys.readouterr().out
+    model = get_model("seresnet18", weights=str(output))
+    np.testing.assert_array_equal(model.predict(images, verbose=0), expected)
+    assert os.listdir(tmp_path) == ["seresnet18.weights.h5"]  # no temporary file left
+
+
+class _Payload:
+    def __reduce__(self):
+        return (open, ("pwned.txt", "w"))
+
+
+def test_pth_with_arbitrary_objects_is_refused_without_running_them(tmp_path, monkeypatch,
+                                                                      capsys):
+    monkeypatch.chdir(tmp_path)
+    with open("evil.pth", "wb") as file:
+        pickle.dump({"conv1.weight": _Payload()}, file, protocol=2)
+    assert _convert("evil.pth", "out.weights.h5") == 1
+    assert "is not a plain PyTorch state dict" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["evil.pth"]  # nothing ran, nothing was written
+
+
+def test_pth_without_torch_says_what_to_install(tmp_path, monkeypatch, capsys):
+    torch.save({}, tmp_path / "model.pth")
+    monkeypatch.setitem(sys.modules, "torch", None)
+    assert _convert(tmp_path / "model.pth", tmp_path / "o.weights.h5") == 1
+    assert "needs torch (pip install torch)" in capsys.readouterr().err
+
+
+def test_convert_refuses_bad_outputs_and_checkpoints(seresnet18_checkpoints, tmp_path, capsys):
+    folder = seresnet18_checkpoints[0]
+    existing = tmp_path / "existing.weights.h5"
+    existing.write_bytes(b"keep me")
+    assert _convert(folder / "seresnet18.safetensors", existing) == 2
+    assert existing.read_bytes() == b"keep me"
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert _convert(folder / "seresnet18.safetensors", tmp_path / "out.h5") == 2
+    assert "must end with .weights.h5" in capsys.readouterr().err
+    other = os.path.join(FIXTURES, "timm", "resnet50d_narrow.safetensors")
+    assert _convert(other, tmp_path / "o.weights.h5") == 1
+    assert "no tensor" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["existing.weights.h5"]
