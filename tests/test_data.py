@@ -27,7 +27,8 @@ def test_eval_transform_uses_the_checkpoints_preprocessing():
                       "mean": list(specs.IMAGENET_MEAN), "std": list(specs.IMAGENET_STD)}
     assert data.eval_config("resnet50", "a1_in1k")["crop_pct"] == 0.95
     assert data.eval_config("resnet50d", "ra4_e3600_r224_in1k")["mean"] == [0.5, 0.5, 0.5]
-    assert data.eval_config("seresnet18")["interpolation"] == "bicubic"  # no weights: timm's default
+    # Without published weights: timm's defaults.
+    assert data.eval_config("seresnet18")["interpolation"] == "bicubic"
     gray = tf.fill((300, 400, 3), tf.constant(128, tf.uint8))
     out = data.eval_transform("resnest50d")(gray).numpy()
     assert out.shape == (224, 224, 3)

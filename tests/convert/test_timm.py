@@ -129,7 +129,8 @@ def _weights(model):
     "edit, message",
     [
         (lambda s: s.pop("layer2.0.conv2.fc1.bias"),
-         "no tensor 'layer2.0.conv2.fc1.bias' for weight 'stage2_block1_conv2/fc1/bias' of shape (32,)"),
+         "no tensor 'layer2.0.conv2.fc1.bias' for weight 'stage2_block1_conv2/fc1/bias' "
+         "of shape (32,)"),
         (lambda s: s.update({"layer9.0.conv1.weight": np.zeros((4, 4, 1, 1), "float32")}),
          "have no weight in model 'resnest50d': layer9.0.conv1.weight (4, 4, 1, 1)"),
         (lambda s: s.update({"layer1.0.bn3.running_var": np.ones(32, "float32")}),

@@ -217,7 +217,8 @@ def test_torch_conv_geometry_computes_pytorch_convolution(kernel_size, strides, 
     conv.build(geometry.conv_input_shape(x.shape))
     y = keras.ops.convert_to_numpy(geometry.apply(conv, x))
     expected = _torch_conv_reference(
-        x, conv.get_weights()[0], strides, dilation, common.torch_padding(kernel_size, strides, dilation)
+        x, conv.get_weights()[0], strides, dilation,
+        common.torch_padding(kernel_size, strides, dilation),
     )
     assert y.shape == expected.shape
     assert y.shape[1] == geometry.output_size(size)
