@@ -44,6 +44,16 @@ def test_readme_model_table_is_generated_from_the_registry(full_size_param_count
     )
 
 
+@pytest.mark.slow
+def test_readme_gate_overhead_table_is_generated(full_size_param_counts):
+    ungated = {name: registry.count_parameters(name, gate=None)
+               for name in registry.GATE_OVERHEAD_NAMES}
+    assert ungated["seresnet50"] == full_size_param_counts["resnet50"]
+    assert ungated["seresnext50_32x4d"] == full_size_param_counts["resnext50_32x4d"]
+    assert _section("overhead") == registry.markdown_gate_overhead(full_size_param_counts,
+                                                                   ungated)
+
+
 def test_readme_weights_table_is_generated_from_the_manifest():
     assert _section("weights") == weights.markdown_table(), (
         "README.md's weights table is stale: run `python tools/update_readme.py`"

@@ -34,9 +34,13 @@ def main():
     for index, name in enumerate(list_models(), start=1):
         counts[name] = registry.count_parameters(name)
         print(f"[{index}/{len(list_models())}] {name}: {counts[name]:,}", file=sys.stderr)
+    ungated = {name: registry.count_parameters(name, gate=None)
+               for name in registry.GATE_OVERHEAD_NAMES}
     text = README.read_text()
     updated = replace_section(text, "models", registry.markdown_table(counts))
     updated = replace_section(updated, "weights", weights.markdown_table())
+    updated = replace_section(updated, "overhead",
+                              registry.markdown_gate_overhead(counts, ungated))
     temporary = README.with_suffix(".md.tmp")
     temporary.write_text(updated)
     os.replace(temporary, README)  # never leaves a half-written README

@@ -1,13 +1,12 @@
 """ResNet-family networks with channel attention, with the `keras.applications` signature.
 
 `list_models()` names every network; `get_model(name, **overrides)` builds any of them, with
-any row of the table changed; the constructors (`ResNeSt50`, `SEResNeXt50`, `SKNet50`, ...)
-build the papers' networks.
+any row of the table changed; the constructors (`ResNeSt50`, `SEResNeXt50`, `SKNet50`,
+`SEInceptionV3`, ...) build the papers' networks.
 """
 
 from keras_attn.applications.imagenet_utils import decode_predictions, preprocess_input
 from keras_attn.applications.registry import (
-    CONSTRUCTORS,
     ResNeSt14,
     ResNeSt26,
     ResNeSt50,
@@ -22,6 +21,9 @@ from keras_attn.applications.registry import (
     SEResNet50,
     SEResNet101,
     SEResNet152,
+    SEBNInception,
+    SEInceptionResNetV2,
+    SEInceptionV3,
     SEResNeXt50,
     SEResNeXt101,
     SKNet50,
@@ -32,14 +34,37 @@ from keras_attn.applications.registry import (
     get_model,
     list_models,
 )
-from keras_attn.applications.specs import NetworkSpec
+from keras_attn.applications.specs import InceptionSpec, NetworkSpec
 
 __all__ = [
-    "NetworkSpec",
     "decode_predictions",
     "feature_extractor",
     "get_model",
+    "InceptionSpec",
     "list_models",
+    "NetworkSpec",
     "preprocess_input",
-    *(constructor.__name__ for constructor in CONSTRUCTORS),
+    "ResNeSt101",
+    "ResNeSt14",
+    "ResNeSt200",
+    "ResNeSt26",
+    "ResNeSt269",
+    "ResNeSt50",
+    "ResNeXt101",
+    "ResNeXt50",
+    "SEBNInception",
+    "SEInceptionResNetV2",
+    "SEInceptionV3",
+    "SENet154",
+    "SEResNet101",
+    "SEResNet152",
+    "SEResNet18",
+    "SEResNet34",
+    "SEResNet50",
+    "SEResNeXt101",
+    "SEResNeXt50",
+    "SKNet101",
+    "SKNet50",
+    "SKResNet18",
+    "SKResNet34",
 ]

@@ -16,11 +16,16 @@ import re
 import keras
 
 from keras_attn import weights as published
-from keras_attn.applications import resnet_family, specs
+from keras_attn.applications import application, inception, resnet_family, specs
 from keras_attn.convert import timm as timm_convert
 from keras_attn.weights import fetch
 
-_BUILDER_ARGS = tuple(inspect.signature(resnet_family.build_model).parameters)[1:]
+# One builder per row type of the table; both take the keras.applications arguments.
+BUILDERS = {
+    specs.NetworkSpec: resnet_family.build_model,
+    specs.InceptionSpec: inception.build_model,
+}
+_BUILDER_ARGS = tuple(inspect.signature(application.build_application).parameters)[2:]
 _KERAS_WEIGHTS = (".weights.h5",)
 _TIMM_CHECKPOINTS = (".safetensors",) + timm_convert.TORCH_SUFFIXES
 
@@ -59,8 +64,8 @@ def get_model(model_name, /, weights=None, **kwargs):
     if unknown:
         raise ValueError(
             f"get_model({model_name!r}) received unknown argument(s) {unknown}. It takes "
-            f"{['weights', *_BUILDER_ARGS]} and the NetworkSpec fields "
-            f"{sorted(set(specs.field_names()) - {'name'})}."
+            f"{['weights', *_BUILDER_ARGS]} and the {type(spec).__name__} fields "
+            f"{sorted(set(specs.field_names(type(spec))) - {'name'})}."
         )
     source = _weights_source(weights)
     include_top = kwargs.get("include_top", True)
@@ -72,7 +77,7 @@ def get_model(model_name, /, weights=None, **kwargs):
             if kwargs.get("input_shape") is None and kwargs.get("input_tensor") is None:
                 size = published.tag_info(spec.name, tag)["input_size"]
                 kwargs["input_shape"] = (size, size, 3)
-    model = resnet_family.build_model(spec, **kwargs)
+    model = BUILDERS[type(spec)](spec, **kwargs)
     if source == "keras":
         model.load_weights(weights)
     elif source == "timm":
@@ -208,7 +213,7 @@ def _application(registry_name, paper_note, summary):
             f"{summary} {paper_note}\n\n    Reference: {paper} ({paper.url}).\n"
             + _CONSTRUCTOR_DOC.format(
                 size=spec.default_size,
-                stride=spec.total_stride,
+                stride=spec.min_input_size,
                 registry_name=registry_name,
                 function=function.__name__,
                 family=spec.family,
@@ -394,9 +399,45 @@ def ResNeSt269(include_top=True, weights="imagenet", input_tensor=None, input_sh
                   classes, classifier_activation, name)
 
 
-def count_parameters(name):
+@_application(
+    "se_inception_v3",
+    "SE gate after each of the 11 Inception modules; with gate=None it is "
+    "keras.applications.InceptionV3.",
+    "SE-Inception-v3.",
+)
+def SEInceptionV3(include_top=True, weights=None, input_tensor=None, input_shape=None,
+                  pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("se_inception_v3", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application(
+    "se_inception_resnet_v2",
+    "SE gate on the residual branch of each Inception-ResNet block, before the scaled add; "
+    "with gate=None it is keras.applications.InceptionResNetV2.",
+    "SE-Inception-ResNet-v2.",
+)
+def SEInceptionResNetV2(include_top=True, weights=None, input_tensor=None, input_shape=None,
+                        pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("se_inception_resnet_v2", include_top, weights, input_tensor, input_shape,
+                  pooling, classes, classifier_activation, name)
+
+
+@_application(
+    "se_bn_inception",
+    "BN-Inception (Inception-v2) with an SE gate after each module, as the official "
+    "SE-BN-Inception release.",
+    "SE-BN-Inception.",
+)
+def SEBNInception(include_top=True, weights=None, input_tensor=None, input_shape=None,
+                  pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("se_bn_inception", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+def count_parameters(name, **overrides):
     """`count_params()` of the network `name` with 1000 classes (builds it, then clears)."""
-    model = get_model(name)
+    model = get_model(name, **overrides)
     count = model.count_params()
     del model
     keras.backend.clear_session()
@@ -425,8 +466,38 @@ def markdown_table(param_counts):
     return "\n".join(lines) + "\n"
 
 
+# SE networks whose cost the README reports against the same network with gate=None.
+GATE_OVERHEAD_NAMES = (
+    "seresnet50", "seresnext50_32x4d", "senet154", "se_inception_v3", "se_inception_resnet_v2",
+    "se_bn_inception",
+)
+# What the SENet paper reports (Section 5: ~2.5M parameters on ResNet-50's ~25M).
+_PAPER_OVERHEAD = {"seresnet50": "~10%"}
+
+
+def markdown_gate_overhead(param_counts, ungated_counts):
+    """The README's table of what the SE gates cost in parameters.
+
+    Args:
+        param_counts: `{name: count_params()}` with the gates.
+        ungated_counts: `{name: count_parameters(name, gate=None)}`.
+    """
+    lines = [
+        "| name | parameters | without gates | SE overhead | paper |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name in GATE_OVERHEAD_NAMES:
+        gated, ungated = param_counts[name], ungated_counts[name]
+        lines.append(
+            f"| `{name}` | {gated:,} | {ungated:,} | {100 * (gated / ungated - 1):.1f}% "
+            f"| {_PAPER_OVERHEAD.get(name, '')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 CONSTRUCTORS = (
     SEResNet18, SEResNet34, SEResNet50, SEResNet101, SEResNet152, SEResNeXt50, SEResNeXt101,
     SENet154, ResNeXt50, ResNeXt101, SKResNet18, SKResNet34, SKNet50, SKNet101, ResNeSt14,
-    ResNeSt26, ResNeSt50, ResNeSt101, ResNeSt200, ResNeSt269,
+    ResNeSt26, ResNeSt50, ResNeSt101, ResNeSt200, ResNeSt269, SEInceptionV3,
+    SEInceptionResNetV2, SEBNInception,
 )

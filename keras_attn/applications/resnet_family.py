@@ -13,114 +13,34 @@ logits.
 
 import keras
 
+from keras_attn.applications.application import build_application
 from keras_attn.layers import SelectiveKernel, SplitAttention, SqueezeExcite, common
 
 CONV_SLOT_LAYERS = {"sk": SelectiveKernel, "splat": SplitAttention}
 GATE_SLOT_LAYERS = {"se": SqueezeExcite}
-POOLINGS = (None, "avg", "max")
 
 
-def build_model(
-    spec,
-    include_top=True,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes=1000,
-    classifier_activation="softmax",
-    name=None,
-):
-    """Builds the network a `NetworkSpec` describes, with the `keras.applications` arguments.
+def build_model(spec, **kwargs):
+    """Builds the network a `NetworkSpec` describes.
 
     Args:
         spec: a `keras_attn.applications.specs.NetworkSpec`.
-        include_top: whether to end with global average pooling and a `classes`-way
-            `Dense` layer named `predictions`.
-        input_tensor: optional Keras tensor (the output of `keras.Input()`) to use as input.
-        input_shape: `(height, width, channels)`; defaults to the spec's `default_size` square
-            RGB with `include_top`, else `(None, None, 3)`. Height and width must be at least
-            the network's total stride (32, or 4 for the `cifar` stem).
-        pooling: with `include_top=False`, None (4D feature map), "avg" or "max".
-        classes: number of classes of the top layer.
-        classifier_activation: activation of the top layer, or None for logits.
-        name: model name; defaults to `spec.name`.
+        **kwargs: the `keras.applications` arguments of
+            `keras_attn.applications.application.build_application`.
 
     Returns:
         A `keras.Model`.
     """
-    if keras.config.image_data_format() != "channels_last":
-        raise ValueError(
-            "keras_attn networks are channels-last (NHWC), like their weights; received "
-            f"keras.config.image_data_format()={keras.config.image_data_format()!r}. Call "
-            "keras.config.set_image_data_format('channels_last') before building."
-        )
-    if pooling not in POOLINGS:
-        raise ValueError(f"`pooling` must be one of {POOLINGS}; received pooling={pooling!r}.")
-    common.check_positive_int("classes", classes)
-    if include_top:
-        _check_activation(classifier_activation)
+    return build_application(spec, _body, **kwargs)
 
-    inputs = _model_inputs(spec, input_tensor, input_shape, include_top)
+
+def _body(inputs, spec):
     x = _stem(inputs, spec)
     for stage, (depth, planes) in enumerate(zip(spec.depths, spec.widths), start=1):
         for index in range(1, depth + 1):
             strides = 2 if stage > 1 and index == 1 else 1
             x = _block(x, spec, planes, strides, name=f"stage{stage}_block{index}")
-
-    if include_top:
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        # Under mixed precision the classifier (and its softmax) computes in float32, as the
-        # Keras mixed-precision guide advises for a model's output.
-        x = keras.layers.Dense(
-            classes,
-            activation=classifier_activation,
-            name="predictions",
-            dtype=common.gate_dtype_policy(keras.config.dtype_policy()),
-        )(x)
-    elif pooling == "avg":
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    elif pooling == "max":
-        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
-
-    if input_tensor is not None:
-        inputs = keras.utils.get_source_inputs(input_tensor)
-    return keras.Model(inputs, x, name=name or spec.name)
-
-
-def _check_activation(activation):
-    try:
-        keras.activations.get(activation)
-    except ValueError:
-        raise ValueError(
-            "`classifier_activation` must be None, an activation name such as 'softmax', or a "
-            f"callable; received classifier_activation={activation!r}."
-        ) from None
-
-
-def _model_inputs(spec, input_tensor, input_shape, include_top):
-    if input_shape is None:
-        if input_tensor is not None:
-            input_shape = tuple(input_tensor.shape[1:])
-        elif include_top:
-            input_shape = (spec.default_size, spec.default_size, 3)
-        else:
-            input_shape = (None, None, 3)
-    input_shape = tuple(input_shape)
-    if len(input_shape) != 3:
-        raise ValueError(
-            f"`input_shape` must be (height, width, channels); received input_shape={input_shape}."
-        )
-    stride = spec.total_stride
-    if any(size is not None and size < stride for size in input_shape[:2]):
-        raise ValueError(
-            f"`input_shape`={input_shape} is too small for {spec.name}: height and width must "
-            f"be at least its total stride of {stride}."
-        )
-    if input_tensor is None:
-        return keras.Input(shape=input_shape, name="images")
-    if not keras.backend.is_keras_tensor(input_tensor):
-        return keras.Input(tensor=input_tensor, shape=input_shape)
-    return input_tensor
+    return x
 
 
 def _conv_bn(x, filters, kernel_size, strides=1, groups=1, activation=True, *, name, index):

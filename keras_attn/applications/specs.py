@@ -1,4 +1,4 @@
-"""One table describes every ResNet-family network; `resnet_family.build_model` builds a row.
+"""One table describes every network: `NetworkSpec` (ResNet family) and `InceptionSpec` rows.
 
 A row (`NetworkSpec`) is a frozen dataclass: a misspelt field fails at once, and
 `spec.replace(widths=(16, 32, 64, 128))` derives a narrower network without touching the
@@ -8,7 +8,7 @@ table. Names are timm's, so the registry, the converter and users speak one lang
 import dataclasses
 import difflib
 import types
-from typing import Mapping, Optional, Tuple
+from collections.abc import Mapping
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -47,6 +47,21 @@ PAPERS = {
     "resnest": Paper(
         "Zhang et al., 2020", "ResNeSt: Split-Attention Networks",
         "https://arxiv.org/abs/2004.08955",
+    ),
+    "inception_v3": Paper(
+        "Szegedy et al., CVPR 2016", "Rethinking the Inception Architecture for Computer Vision",
+        "https://arxiv.org/abs/1512.00567",
+    ),
+    "inception_resnet": Paper(
+        "Szegedy et al., AAAI 2017",
+        "Inception-v4, Inception-ResNet and the Impact of Residual Connections on Learning",
+        "https://arxiv.org/abs/1602.07261",
+    ),
+    "bn_inception": Paper(
+        "Ioffe & Szegedy, ICML 2015",
+        "Batch Normalization: Accelerating Deep Network Training by Reducing Internal "
+        "Covariate Shift",
+        "https://arxiv.org/abs/1502.03167",
     ),
 }
 
@@ -97,8 +112,36 @@ def _check_int(field, value, minimum=1):
         raise ValueError(f"`{field}` must be an integer >= {minimum}; received {field}={value!r}.")
 
 
+class _Row:
+    """What every row type of the table shares: validation helpers and `replace`."""
+
+    def replace(self, **changes):
+        """A copy with `changes` applied; mapping fields (`conv_args`, `gate_args`) merge."""
+        names = field_names(type(self))
+        unknown = sorted(set(changes) - set(names))
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__} has no field(s) {unknown}; fields are {sorted(names)}."
+            )
+        for field in names:
+            current = getattr(self, field)
+            if field in changes and isinstance(current, Mapping):
+                changes[field] = {**current, **_frozen_mapping(changes[field], field)}
+        return dataclasses.replace(self, **changes)
+
+    def _check_gate(self):
+        _check_choice("gate", self.gate, GATES)
+        _check_choice("paper", self.paper, tuple(PAPERS))
+        unknown = sorted(set(self.gate_args) - set(GATE_ARGS[self.gate]))
+        if unknown:
+            raise ValueError(
+                f"`gate_args` has arguments {unknown} that the {self.gate!r} slot does not take; "
+                f"it takes {list(GATE_ARGS[self.gate])}."
+            )
+
+
 @dataclasses.dataclass(frozen=True)
-class NetworkSpec:
+class NetworkSpec(_Row):
     """One ResNet-family network.
 
     Attributes:
@@ -137,11 +180,11 @@ class NetworkSpec:
     family: str
     paper: str
     block: str = "bottleneck"
-    depths: Tuple[int, ...] = (3, 4, 6, 3)
-    widths: Tuple[int, ...] = (64, 128, 256, 512)
+    depths: tuple[int, ...] = (3, 4, 6, 3)
+    widths: tuple[int, ...] = (64, 128, 256, 512)
     stem: str = "plain"
     stem_width: int = 64
-    stem_pool: Optional[str] = "max"
+    stem_pool: str | None = "max"
     shortcut: str = "conv"
     shortcut_kernel: int = 1
     cardinality: int = 1
@@ -150,13 +193,13 @@ class NetworkSpec:
     stride_in_1x1: bool = False
     conv: str = "plain"
     conv_args: Mapping = dataclasses.field(default_factory=dict)
-    gate: Optional[str] = None
+    gate: str | None = None
     gate_args: Mapping = dataclasses.field(default_factory=dict)
     avd: bool = False
     avd_first: bool = False
     default_size: int = 224
-    mean: Tuple[float, float, float] = IMAGENET_MEAN
-    std: Tuple[float, float, float] = IMAGENET_STD
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
 
     def __post_init__(self):
         set_field = object.__setattr__.__get__(self)  # noqa: PLC2801 (frozen dataclass)
@@ -174,8 +217,7 @@ class NetworkSpec:
         _check_choice("stem_pool", self.stem_pool, STEM_POOLS)
         _check_choice("shortcut", self.shortcut, SHORTCUTS)
         _check_choice("conv", self.conv, CONVS)
-        _check_choice("gate", self.gate, GATES)
-        _check_choice("paper", self.paper, tuple(PAPERS))
+        self._check_gate()
         for field in ("stem_width", "cardinality", "base_width", "reduce_first", "default_size"):
             _check_int(field, getattr(self, field))
         _check_int("shortcut_kernel", self.shortcut_kernel)
@@ -183,17 +225,12 @@ class NetworkSpec:
             raise ValueError(
                 f"`shortcut_kernel` must be odd; received shortcut_kernel={self.shortcut_kernel}."
             )
-        for field, args, allowed in (
-            ("conv_args", self.conv_args, CONV_ARGS[self.conv]),
-            ("gate_args", self.gate_args, GATE_ARGS[self.gate]),
-        ):
-            unknown = sorted(set(args) - set(allowed))
-            if unknown:
-                slot = self.conv if field == "conv_args" else self.gate
-                raise ValueError(
-                    f"`{field}` has arguments {unknown} that the {slot!r} slot does not take; "
-                    f"it takes {list(allowed)}."
-                )
+        unknown = sorted(set(self.conv_args) - set(CONV_ARGS[self.conv]))
+        if unknown:
+            raise ValueError(
+                f"`conv_args` has arguments {unknown} that the {self.conv!r} slot does not take; "
+                f"it takes {list(CONV_ARGS[self.conv])}."
+            )
         if self.block == "basic":
             if self.cardinality != 1 or self.base_width != 64:
                 raise ValueError(
@@ -212,24 +249,58 @@ class NetworkSpec:
         return stem_stride * pool_stride * 2 ** (len(self.depths) - 1)
 
     @property
+    def min_input_size(self):
+        """Smallest input height and width: one pixel at the last stage."""
+        return self.total_stride
+
+    @property
     def expansion(self):
         return 4 if self.block == "bottleneck" else 1
 
-    def replace(self, **changes):
-        """A copy with `changes` applied; mapping fields (`conv_args`, `gate_args`) merge."""
-        unknown = sorted(set(changes) - set(field_names()))
-        if unknown:
-            raise ValueError(
-                f"NetworkSpec has no field(s) {unknown}; fields are {sorted(field_names())}."
-            )
-        for field in ("conv_args", "gate_args"):
-            if field in changes:
-                changes[field] = {**getattr(self, field), **_frozen_mapping(changes[field], field)}
-        return dataclasses.replace(self, **changes)
 
 
-def field_names():
-    return tuple(f.name for f in dataclasses.fields(NetworkSpec))
+def field_names(row_type=None):
+    """The fields of a row type (`NetworkSpec` by default)."""
+    return tuple(f.name for f in dataclasses.fields(row_type or NetworkSpec))
+
+
+@dataclasses.dataclass(frozen=True)
+class InceptionSpec(_Row):
+    """One SE-Inception network: an Inception architecture with a gate after its modules.
+
+    Attributes:
+        name: registry name.
+        family: family shown in the model table.
+        paper: key into `PAPERS` (the attention's paper).
+        architecture: "inception_v3", "inception_resnet_v2" or "bn_inception".
+        gate: the gate slot after every Inception module (on the residual branch for
+            Inception-ResNet): "se", or None for the plain network.
+        gate_args: keyword arguments of the gate slot's layer.
+        default_size: input height and width the network was designed for.
+        min_input_size: smallest input height and width.
+        mean, std: per-channel normalisation of [0, 1] pixels the network expects.
+    """
+
+    name: str
+    family: str
+    paper: str
+    architecture: str
+    gate: str | None = "se"
+    gate_args: Mapping = dataclasses.field(default_factory=dict)
+    default_size: int = 299
+    min_input_size: int = 75
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+    def __post_init__(self):
+        object.__setattr__(self, "gate_args", _frozen_mapping(self.gate_args, "gate_args"))
+        _check_choice("architecture", self.architecture, INCEPTION_ARCHITECTURES)
+        _check_int("default_size", self.default_size)
+        _check_int("min_input_size", self.min_input_size)
+        self._check_gate()
+
+
+INCEPTION_ARCHITECTURES = ("inception_v3", "inception_resnet_v2", "bn_inception")
 
 
 # Shared settings of the rows below (as timm's model_args do).
@@ -253,7 +324,9 @@ _SKNEXT = dict(
     **_RESNEXT_32x4d,
 )
 _RESNEST = dict(conv="splat", conv_args={"radix": 2}, avd=True, family="ResNeSt", paper="resnest")
-_CIFAR = dict(stem="cifar", stem_pool=None, widths=(64, 128, 256), depths=(3, 3, 3), default_size=32)
+_CIFAR = dict(
+    stem="cifar", stem_pool=None, widths=(64, 128, 256), depths=(3, 3, 3), default_size=32
+)
 
 
 def _resnest_fast(radix, cardinality, base_width):
@@ -374,6 +447,13 @@ _TABLE = (
     _resnest_fast(2, 2, 40),
     _resnest_fast(4, 2, 40),
     _resnest_fast(1, 4, 24),
+    # SE-Inception (SENet paper): the gate after every Inception module.
+    InceptionSpec("se_inception_v3", "SE-Inception", "senet", "inception_v3"),
+    InceptionSpec("se_inception_resnet_v2", "SE-Inception", "senet", "inception_resnet_v2"),
+    InceptionSpec(
+        "se_bn_inception", "SE-Inception", "senet", "bn_inception", default_size=224,
+        min_input_size=32, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+    ),
 )
 
 SPECS = types.MappingProxyType({spec.name: spec for spec in _TABLE})
@@ -403,7 +483,7 @@ def resolve(model_name, /, **kwargs):
         field applied (except `name`, which stays the model's name), and the others.
     """
     spec = get_spec(model_name)
-    fields = set(field_names()) - {"name"}
+    fields = set(field_names(type(spec))) - {"name"}
     changes = {key: kwargs.pop(key) for key in list(kwargs) if key in fields}
     if changes:
         spec = spec.replace(**changes)

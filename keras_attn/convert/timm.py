@@ -313,6 +313,11 @@ def from_timm(timm_name, checkpoint, **kwargs):
     """
     state = read_checkpoint(checkpoint)
     spec, kwargs = specs.resolve(timm_name, **kwargs)
+    if not isinstance(spec, specs.NetworkSpec):
+        raise ValueError(
+            f"{timm_name!r} is not one of timm's ResNet-family networks, whose checkpoints "
+            "keras_attn converts."
+        )
     if kwargs.get("include_top", True) and "classes" not in kwargs:
         kwargs["classes"] = classifier_classes(state) or 1000
     model = resnet_family.build_model(spec, **kwargs)

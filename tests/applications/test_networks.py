@@ -168,8 +168,8 @@ def test_feature_extractor_rejects_foreign_models():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"input_shape": (16, 16, 3)}, "at least its total stride of 32"),
-        ({"input_shape": (64, 31, 3)}, "at least its total stride of 32"),
+        ({"input_shape": (16, 16, 3)}, "height and width must be at least 32"),
+        ({"input_shape": (64, 31, 3)}, "height and width must be at least 32"),
         ({"input_shape": (64, 64)}, "(height, width, channels)"),
         ({"pooling": "mean", "include_top": False}, "pooling='mean'"),
         ({"classes": 0}, "classes=0"),
@@ -194,7 +194,7 @@ def test_cardinality_that_does_not_divide_the_width_is_named():
 
 def test_cifar_stem_takes_32x32_but_not_less():
     get_model("resnext29_8x64d", input_shape=(32, 32, 3), **SMALL["resnext29_8x64d"])
-    with pytest.raises(ValueError, match="total stride of 4"):
+    with pytest.raises(ValueError, match="must be at least 4"):
         get_model("resnext29_8x64d", input_shape=(2, 2, 3), **SMALL["resnext29_8x64d"])
 
 

@@ -19,7 +19,8 @@ EXPECTED_CONSTRUCTORS = {
     "SKResNet18": "skresnet18", "SKResNet34": "skresnet34", "SKNet50": "skresnext50_32x4d",
     "SKNet101": "sknet101", "ResNeSt14": "resnest14d", "ResNeSt26": "resnest26d",
     "ResNeSt50": "resnest50d", "ResNeSt101": "resnest101e", "ResNeSt200": "resnest200e",
-    "ResNeSt269": "resnest269e",
+    "ResNeSt269": "resnest269e", "SEInceptionV3": "se_inception_v3",
+    "SEInceptionResNetV2": "se_inception_resnet_v2", "SEBNInception": "se_bn_inception",
 }
 KERAS_APPLICATION_ARGS = [
     "include_top", "weights", "input_tensor", "input_shape", "pooling", "classes",

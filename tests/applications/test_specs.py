@@ -23,6 +23,7 @@ EXPECTED_NAMES = {
     "resnest50_fast_1s2x40d", "resnest50_fast_2s2x40d", "resnest50_fast_4s2x40d",
     "resnest50_fast_1s4x24d",
     "sknet101", "resnext29_8x64d", "resnext29_16x64d",
+    "se_inception_v3", "se_inception_resnet_v2", "se_bn_inception",
 }
 
 
