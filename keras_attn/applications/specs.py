@@ -409,6 +409,13 @@ _TABLE = (
         "resnext101_64x4d", "ResNeXt", "resnext", depths=(3, 4, 23, 3), cardinality=64,
         base_width=4,
     ),
+    # SE-ResNet-20 for 32x32 inputs: the CIFAR ResNet-20 (He et al. 2016, Section 4.2; with
+    # projection shortcuts) with SE gates. Small enough to train on a CPU in minutes.
+    NetworkSpec(
+        "seresnet20_cifar", "SE-ResNet", "senet", block="basic", depths=(3, 3, 3),
+        widths=(16, 32, 64), stem="cifar", stem_width=16, stem_pool=None, default_size=32,
+        gate="se",
+    ),
     # ResNeXt-29 for 32x32 inputs (ResNeXt paper, Table 7).
     NetworkSpec("resnext29_8x64d", "ResNeXt", "resnext", cardinality=8, base_width=64, **_CIFAR),
     NetworkSpec(
