@@ -3,6 +3,7 @@
     keras-attn models [PATTERN] [--params] [--markdown]
     keras-attn convert --timm-name NAME --checkpoint FILE --output OUT.weights.h5
     keras-attn predict --model NAME [--weights imagenet|TAG|FILE] IMAGE...
+    keras-attn train --model NAME (--dataset digits | --data_dir DIR) --model_dir DIR [...]
 """
 
 import argparse
@@ -112,12 +113,23 @@ def build_parser():
     predict.add_argument("--top", type=int, default=5, help="classes to print per image")
     predict.add_argument("images", nargs="+", help="JPEG or PNG files")
     predict.set_defaults(handler=_predict)
+
+    commands.add_parser(
+        "train", add_help=False,
+        help="train or fine-tune a network (an absl program: keras-attn train --help)",
+    )
     return parser
 
 
 def main(argv=None):
     # TensorFlow's C++ start-up messages drown the command's output; users can still opt in.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:
+        # The training program is an absl app with its own flags (keras-attn train --help).
+        from keras_attn.training.train import entry_point
+
+        return entry_point(["keras-attn train", *argv[1:]])
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)

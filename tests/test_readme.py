@@ -2,6 +2,7 @@
 
 import os
 import re
+import shlex
 
 import numpy as np
 import pytest
@@ -81,3 +82,23 @@ def test_readme_python_examples_run(tmp_path, monkeypatch, capsys, checkpoint_se
     assert sorted(namespace["backbone"].output) == ["P2", "P3", "P4", "P5"]
     exec(layers, namespace)  # noqa: S102
     assert tuple(namespace["x"].shape) == (None, None, None, 128)
+
+
+def test_readme_train_commands_parse_with_the_programs_flags():
+    from absl import flags
+
+    from keras_attn.training.flags import define_flags
+
+    commands = [
+        shlex.split(line.replace("\\\n", " "))
+        for block in _code_blocks("bash")
+        for line in re.findall(r"(?:^|\s)(keras-attn train (?:.*\\\n)*.*)", block)
+    ]
+    assert len(commands) == 3  # the main job, fine-tuning, a multi-worker worker
+    assert commands[0] == ["keras-attn", "train", "--dataset=digits", "--model=seresnet20_cifar",
+                           "--epochs=20", "--jit_compile", "--model_dir=runs/digits"]
+    for command in commands:
+        values = flags.FlagValues()
+        define_flags(values)
+        values(command[1:])  # raises on a flag the program does not define
+        assert values["model"].present and values["model_dir"].present

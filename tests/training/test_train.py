@@ -1,0 +1,109 @@
+"""The training program end to end: outputs, options, fine-tuning, errors."""
+
+import csv
+import json
+import os
+import re
+
+import keras
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+from keras_attn import testing
+from keras_attn.applications import get_model
+from keras_attn.convert import timm as timm_convert
+from keras_attn.training import train
+
+
+def test_run_writes_every_output(training_flags, tmp_path, capsys):
+    summary = train.run(training_flags("--epochs=2", "--backup_steps=1"))
+    run = tmp_path / "run"
+    assert sorted(os.listdir(run)) == ["backup", "best.weights.h5", "config.json",
+                                       "last.weights.h5", "logs", "metrics.csv", "metrics.png"]
+    assert json.loads((run / "config.json").read_text())["model"] == "seresnet20_cifar"
+    with open(run / "metrics.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert [row["epoch"] for row in rows] == ["1", "2"]
+    assert set(rows[0]) >= {"loss", "accuracy", "val_loss", "val_accuracy", "val_top5",
+                            "learning_rate"}
+    assert (run / "metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert any(name.startswith("events.out.tfevents") for _, _, names in os.walk(run / "logs")
+               for name in names)
+    assert (run / "backup" / "latest").read_text().startswith("state-00002-0000000-")
+    assert summary["epochs"] == 2 and summary["images_per_second"] > 0
+    output = capsys.readouterr().out
+    assert re.search(r"Done: best validation top-1 0\.\d{4} at epoch [12]; 2 epochs, \d+ s, "
+                     r"[\d.]+ images/s", output)
+    # The checkpoint loads into the registry's network with the same classes.
+    model = get_model("seresnet20_cifar", weights=str(run / "best.weights.h5"), classes=10)
+    assert model.count_params() == summary["model"].count_params()
+
+
+def test_learning_rate_warms_up_then_decays_to_zero(training_flags):
+    summary = train.run(training_flags("--epochs=2", "--warmup_epochs=1", "--lr=0.2"))
+    rates = [row["learning_rate"] for row in summary["history"]]
+    assert rates[0] == pytest.approx(0.2, rel=1e-6)  # the end of the warm-up
+    assert rates[1] == pytest.approx(0.0, abs=1e-7)  # the end of the cosine
+
+
+def test_options_run_together(training_flags):
+    summary = train.run(training_flags(
+        "--optimizer=adamw", "--lr=0.001", "--mixup=0.2", "--cutmix=1.0", "--randaugment=2",
+        "--ema=0.9", "--label_smoothing=0.1", "--mixed_precision", "--scale_lr",
+    ))
+    assert summary["model"].get_layer("stage1_block1_conv1").compute_dtype == "bfloat16"
+    assert keras.config.dtype_policy().name == "float32"  # restored after the run
+    assert all(np.isfinite(w).all() for w in summary["model"].get_weights())
+
+
+def test_mirrored_strategy_override_trains(training_flags, mirrored_strategy):
+    summary = train.run(training_flags("--sync_bn"), strategy_override=mirrored_strategy)
+    assert summary["epochs"] == 1
+    with pytest.raises(ValueError, match="--batch_size=33 must be a multiple of the 2 replicas"):
+        train.run(training_flags("--batch_size=33"), strategy_override=mirrored_strategy)
+
+
+def test_freeze_backbone_fine_tunes_only_the_head_of_a_converted_checkpoint(training_flags,
+                                                                            tmp_path):
+    source = get_model("seresnet20_cifar", classes=10)
+    testing.perturb_batch_norm_statistics(source)
+    checkpoint = str(tmp_path / "pretrained.safetensors")
+    save_file(timm_convert.timm_state_dict(source), checkpoint)
+    summary = train.run(training_flags(f"--weights={checkpoint}", "--freeze_backbone",
+                                       "--lr=0.5"))
+    tuned = summary["model"]
+    for layer in tuned.layers:
+        for before, after in zip(source.get_layer(layer.name).weights, layer.weights):
+            changed = not np.array_equal(keras.ops.convert_to_numpy(before),
+                                         keras.ops.convert_to_numpy(after))
+            assert changed == (layer.name == "predictions"), after.path
+
+
+def test_divergence_names_the_step(training_flags):
+    with pytest.raises(FloatingPointError,
+                       match=r"Training diverged: the loss is (nan|inf) at epoch 1, step \d+"):
+        train.run(training_flags("--lr=1e12", "--steps_per_epoch=6", "--label_smoothing=0"))
+
+
+def test_resume_refuses_a_changed_run_and_noresume_never_overwrites(training_flags):
+    train.run(training_flags())
+    with pytest.raises(ValueError, match="holds a backup of an earlier run; pass --resume"):
+        train.run(training_flags("--noresume"))
+    with pytest.raises(ValueError, match=r"--optimizer was 'sgd', now 'adamw'"):
+        train.run(training_flags("--optimizer=adamw", "--epochs=2"))
+
+
+@pytest.mark.parametrize(
+    "args, error, message",
+    [
+        (["--model=resnet51"], ValueError, "Unknown model name 'resnet51'"),
+        (["--data_dir=/nonexistent"], ValueError, "exactly one of --dataset"),
+        (["--val_split=1.5"], ValueError, "--val_split must be in"),
+        (["--batch_size=4096"], ValueError, "fewer than one global batch of 4096"),
+        (["--dataset=no_such_tfds_name"], ImportError, "pip install tensorflow-datasets"),
+    ],
+)
+def test_bad_flags_are_named(training_flags, args, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        train.run(training_flags(*args))
