@@ -16,6 +16,7 @@ from keras_attn import weights as published
 from keras_attn.applications import imagenet_utils, specs
 
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "area")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")  # what `load_image` decodes
 
 
 def load_image(path):

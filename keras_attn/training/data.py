@@ -16,7 +16,7 @@ import tensorflow as tf
 from keras_attn import data as image_data
 
 AUTOTUNE = tf.data.AUTOTUNE
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+IMAGE_EXTENSIONS = image_data.IMAGE_EXTENSIONS
 
 
 @dataclasses.dataclass

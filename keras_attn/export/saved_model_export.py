@@ -1,0 +1,135 @@
+"""SavedModel export in TF Serving's layout: `base_dir/<version>/`, put in place only when whole."""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+
+import numpy as np
+
+from keras_attn.export import serving
+from keras_attn.export.verify import ExportReport, check_limits, compare, size_on_disk
+from keras_attn.export.verify import verification_images
+
+# Run in a fresh interpreter that imports TensorFlow only: what TF Serving has.
+_RELOAD = """
+import sys
+import numpy as np
+import tensorflow as tf
+path, inputs, outputs = sys.argv[1:]
+serve = tf.saved_model.load(path).signatures["serving_default"]
+np.save(outputs, serve(images=tf.constant(np.load(inputs)))["probabilities"].numpy())
+"""
+
+
+def saved_model(model, base_dir, version=None, *, weights="imagenet", labels=None, top_k=5,
+                verify_images=None, max_abs_error=1e-5, min_top1_agreement=None):
+    """Exports a classifier for TF Serving as `base_dir/<version>/`, verified before it lands.
+
+    The SavedModel is written to a hidden folder beside the versions (a name TF Serving
+    ignores), reloaded in a fresh Python process with `tf.saved_model.load`, compared with the
+    Keras model, and only then renamed to `<version>`: a server never sees a half-written
+    version, and a failed or interrupted export leaves nothing. An existing version is never
+    overwritten.
+
+    Signatures:
+        serving_default: `images`, float32 `(batch, size, size, 3)` RGB pixels in [0, 255]
+            -> `probabilities` `(batch, classes)`. The model's mean/std normalisation is in
+            the graph.
+        serving_bytes: `images`, a `(batch,)` string tensor of encoded JPEG/PNG/GIF/BMP files
+            -> `classes` (int32), `labels` (string), `scores` (float32), each
+            `(batch, top_k)`. Decoding, timm's resize and center crop are in the graph.
+
+    Args:
+        model: a Keras classifier with a fixed square RGB input.
+        base_dir: the model's folder in TF Serving's model base path.
+        version: a positive integer; default: one more than the highest version present (1
+            for an empty folder).
+        weights: the published tag whose preprocessing (mean/std, crop, interpolation) the
+            graph applies; networks without published weights use ImageNet's.
+        labels: class names for `serving_bytes`; default ImageNet's (1000 classes) or "0"...
+        top_k: classes returned per image by `serving_bytes`.
+        verify_images: float32 pixels `(batch, size, size, 3)` to verify on; default: 4
+            random images.
+        max_abs_error: largest allowed difference of a probability.
+        min_top1_agreement: smallest allowed fraction of equal top-1 classes (None: no limit).
+
+    Returns:
+        An `ExportReport` (path, max abs error, top-1 agreement, size).
+
+    Raises:
+        FileExistsError: `version` exists already.
+        ExportVerificationError: the reloaded SavedModel differs by more than the limits.
+
+    Example:
+
+    >>> model = keras_attn.applications.ResNeSt50()
+    >>> print(keras_attn.export.saved_model(model, "serving/resnest50"))  # serving/resnest50/1
+    """
+    config = serving.serving_config(model, weights, labels)
+    _check_top_k(top_k)
+    base_dir = os.fspath(base_dir)
+    version = next_version(base_dir) if version is None else _check_version(version)
+    final = os.path.join(base_dir, str(version))
+    if os.path.exists(final):
+        raise FileExistsError(
+            f"Version {version} exists already in {base_dir!r}; exports never overwrite one. "
+            "Pass another `version`, or none for the next one."
+        )
+    images = verification_images(config, verify_images)
+    os.makedirs(base_dir, exist_ok=True)
+    staging = os.path.join(base_dir, f".incomplete-{version}-{uuid.uuid4().hex[:8]}")
+    try:
+        serving.write_saved_model(model, staging, serving.endpoints(model, config, top_k))
+
+        expected = np.asarray(serving.probabilities_fn(model, config)(images))
+        error, agreement = compare(expected, _reload_and_run(staging, images))
+        report = ExportReport(path=final, format="saved_model", quantization=None,
+                              max_abs_error=error, top1_agreement=agreement,
+                              size_bytes=size_on_disk(staging), images=len(images))
+        check_limits(report, max_abs_error, min_top1_agreement)
+        os.rename(staging, final)  # fails rather than replace a version made meanwhile
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return report
+
+
+def _check_top_k(top_k):
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"`top_k` must be a positive integer; received top_k={top_k!r}.")
+
+
+def next_version(base_dir):
+    """One more than the highest integer-named folder in `base_dir` (1 when there is none)."""
+    if not os.path.isdir(base_dir):
+        return 1
+    versions = [int(name) for name in os.listdir(base_dir)
+                if name.isdigit() and os.path.isdir(os.path.join(base_dir, name))]
+    return max(versions, default=0) + 1
+
+
+def _check_version(version):
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(
+            f"`version` must be a positive integer (TF Serving's version folders); received "
+            f"version={version!r}."
+        )
+    return version
+
+
+def _reload_and_run(path, images):
+    with tempfile.TemporaryDirectory() as scratch:
+        inputs = os.path.join(scratch, "inputs.npy")
+        outputs = os.path.join(scratch, "outputs.npy")
+        np.save(inputs, images)
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+        result = subprocess.run([sys.executable, "-c", _RELOAD, path, inputs, outputs],
+                                capture_output=True, text=True, env=env)
+        if result.returncode:
+            raise RuntimeError(
+                f"The SavedModel in {path!r} did not reload in a fresh process:\n"
+                f"{result.stderr[-3000:]}"
+            )
+        return np.load(outputs)

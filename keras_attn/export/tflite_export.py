@@ -1,0 +1,176 @@
+"""TFLite export with TensorFlow Lite builtin ops only, verified in LiteRT's interpreter."""
+
+import itertools
+import os
+import tempfile
+import uuid
+
+import numpy as np
+import tensorflow as tf
+
+from keras_attn.export import serving
+from keras_attn.export.verify import ExportReport, check_limits, compare
+from keras_attn.export.verify import verification_images
+
+QUANTIZATIONS = (None, "float16", "dynamic", "int8")
+
+# Default limits of the verification, per quantization: (max abs error of a probability,
+# min top-1 agreement). float32 must be the Keras model; quantized files are checked for
+# agreement on the caller's images (random pixels agree on little: pass real ones).
+LIMITS = {None: (1e-4, None), "float16": (1e-2, None), "dynamic": (None, None),
+          "int8": (None, None)}
+
+CALIBRATION_IMAGES = 100  # most images the int8 calibration reads
+
+
+def tflite(model, path, quantization=None, representative_data=None, *, weights="imagenet",
+           verify_images=None, max_abs_error="default", min_top1_agreement="default"):
+    """Converts a classifier to a `.tflite` file with builtin ops only, verified first.
+
+    The file takes float32 RGB pixels in [0, 255], `(batch, size, size, 3)` (the model's
+    mean/std normalisation is inside) and returns class probabilities, like the SavedModel's
+    `serving_default`. Grouped convolutions become TFLite's builtin `CONV_2D` and the
+    attention gates builtin ops: no `SELECT_TF_OPS` (Flex) delegate is needed. The file is
+    written under a temporary name, run in `ai_edge_litert`'s interpreter (XNNPACK on) and
+    compared with the Keras model, and only then renamed to `path`.
+
+    Args:
+        model: a Keras classifier with a fixed square RGB input.
+        path: the `.tflite` file to write; an existing file is replaced only by a verified one.
+        quantization: None (float32), "float16" (float16 weights), "dynamic" (int8 weights,
+            float activations) or "int8" (full integer: weights and activations, int8 kernels;
+            float32 input and output).
+        representative_data: for "int8", float32 pixels `(n, size, size, 3)` in [0, 255]
+            (or an iterable of such batches) to calibrate the activation ranges on; the first
+            100 images are used.
+        weights: the published tag whose mean/std the graph applies.
+        verify_images: float32 pixels `(batch, size, size, 3)` to verify on; default: 4
+            random images.
+        max_abs_error, min_top1_agreement: limits of the verification; "default" takes
+            `LIMITS[quantization]`, None removes a limit.
+
+    Returns:
+        An `ExportReport`.
+
+    Raises:
+        ExportVerificationError: the file differs from the Keras model beyond the limits.
+
+    Example:
+
+    >>> keras_attn.export.tflite(model, "resnest50d_int8.tflite", quantization="int8",
+    ...                          representative_data=calibration_images)
+    """
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(
+            f"`quantization` must be one of {QUANTIZATIONS}; received {quantization!r}."
+        )
+    config = serving.serving_config(model, weights)
+    if quantization == "int8" and representative_data is None:
+        raise ValueError(
+            "quantization='int8' needs `representative_data`: float32 pixels (n, "
+            f"{config.size}, {config.size}, 3) in [0, 255] from the data the model will see, "
+            "to calibrate the activation ranges."
+        )
+    default_error, default_agreement = LIMITS[quantization]
+    max_abs_error = default_error if max_abs_error == "default" else max_abs_error
+    min_top1_agreement = (default_agreement if min_top1_agreement == "default"
+                          else min_top1_agreement)
+    images = verification_images(config, verify_images)
+
+    content = convert(model, config, quantization, representative_data)
+    path = os.fspath(path)
+    part = f"{path}.part-{uuid.uuid4().hex[:8]}"
+    try:
+        with open(part, "wb") as file:
+            file.write(content)
+        expected = np.asarray(serving.probabilities_fn(model, config)(images))
+        error, agreement = compare(expected, run(part, images))
+        report = ExportReport(path=path, format="tflite", quantization=quantization,
+                              max_abs_error=error, top1_agreement=agreement,
+                              size_bytes=len(content), images=len(images))
+        check_limits(report, max_abs_error, min_top1_agreement)
+        os.replace(part, path)
+    finally:
+        if os.path.exists(part):
+            os.remove(part)
+    return report
+
+
+def convert(model, config, quantization=None, representative_data=None):
+    """The TFLite flatbuffer (bytes) of `model` behind the pixels-in, probabilities-out graph."""
+    # Through a SavedModel, as Keras' own LiteRT export does: its variables are frozen into
+    # constants (BatchNorm folds into the convolutions), where a concrete function's stay
+    # resource variables.
+    with tempfile.TemporaryDirectory() as scratch:
+        serving.write_saved_model(model, scratch, {"serving_default": (
+            serving.probabilities_fn(model, config), [serving.pixels_signature(config)])})
+        converter = tf.lite.TFLiteConverter.from_saved_model(scratch)
+        return configure_converter(converter, config, quantization, representative_data).convert()
+
+
+def configure_converter(converter, config, quantization=None, representative_data=None):
+    """Sets `converter` up for `quantization`, builtin ops only; returns it."""
+    # Builtins only: the conversion fails rather than fall back to Flex (SELECT_TF_OPS).
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantization is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantization == "int8":
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.representative_dataset = _calibration(representative_data, config)
+    return converter
+
+
+def _calibration(representative_data, config):
+    if isinstance(representative_data, np.ndarray | tf.Tensor):
+        representative_data = [representative_data]
+    shape = (config.size, config.size, 3)
+
+    def images():
+        for batch in representative_data:
+            batch = np.asarray(batch, "float32")
+            if batch.ndim != 4 or batch.shape[1:] != shape:
+                raise ValueError(
+                    f"`representative_data` must hold pixels (n, {config.size}, {config.size}, "
+                    f"3); received a batch of shape {batch.shape}."
+                )
+            yield from batch
+
+    def dataset():
+        for image in itertools.islice(images(), CALIBRATION_IMAGES):
+            yield [image[None]]
+
+    return dataset
+
+
+def interpreter(path_or_content, num_threads=None):
+    """LiteRT's interpreter (XNNPACK on, the default op resolver) for a file or bytes."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        raise ImportError(
+            "Running TFLite files needs LiteRT: pip install 'keras-attn[litert]' "
+            "(ai-edge-litert)."
+        ) from None
+    source = ({"model_content": path_or_content} if isinstance(path_or_content, bytes)
+              else {"model_path": os.fspath(path_or_content)})
+    return Interpreter(**source, num_threads=num_threads or os.cpu_count())
+
+
+def operators(path_or_content):
+    """The sorted operator names of a TFLite model (e.g. `["CONV_2D", "LOGISTIC", ...]`)."""
+    details = interpreter(path_or_content)._get_ops_details()  # noqa: SLF001 (no public API)
+    return sorted({op["op_name"] for op in details})
+
+
+def run(path_or_content, images):
+    """Runs a TFLite classifier on float32 pixels; returns the probabilities (numpy)."""
+    images = np.asarray(images, "float32")
+    runner = interpreter(path_or_content)
+    input_index = runner.get_input_details()[0]["index"]
+    runner.resize_tensor_input(input_index, images.shape)
+    runner.allocate_tensors()
+    runner.set_tensor(input_index, images)
+    runner.invoke()
+    return runner.get_tensor(runner.get_output_details()[0]["index"])

@@ -1,0 +1,38 @@
+import pytest
+
+from keras_attn.applications import get_model
+
+_SMALL = {"widths": (16, 32, 64, 128), "depths": (1, 1, 1, 1), "input_shape": (64, 64, 3)}
+
+# A small network of every family: the attention layers and grouped convolutions at a size
+# that exports in seconds.
+FAMILIES = {
+    "ResNeSt": ("resnest26d", _SMALL),
+    "SE-ResNet": ("seresnet50", _SMALL),
+    "SE-ResNeXt": ("seresnext26d_32x4d", _SMALL),
+    "SENet": ("legacy_senet154", {**_SMALL, "widths": (32, 32, 32, 32)}),
+    "SKNet": ("skresnext50_32x4d", _SMALL),
+    "ResNeXt": ("resnext29_8x64d", {"widths": (32, 64, 128), "depths": (1, 1, 1)}),
+    # The Inception builders have no width knob: BN-Inception (12M parameters) at 96x96.
+    "SE-Inception": ("se_bn_inception", {"input_shape": (96, 96, 3)}),
+}
+
+_built = {}
+
+
+def small_model(family, classes=10):
+    """The family's small network with random weights and moving statistics, built once."""
+    key = (family, classes)
+    if key not in _built:
+        from keras_attn import testing
+
+        name, overrides = FAMILIES[family]
+        model = get_model(name, classes=classes, **overrides)
+        testing.perturb_batch_norm_statistics(model)
+        _built[key] = model
+    return _built[key]
+
+
+@pytest.fixture(params=sorted(FAMILIES))
+def family_model(request):
+    return small_model(request.param)

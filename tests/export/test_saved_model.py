@@ -1,0 +1,144 @@
+"""SavedModel export: TF Serving's layout, both signatures, atomic versions, verified."""
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras_attn import data, export
+from keras_attn.export import saved_model_export, serving
+from tests.export.conftest import small_model
+
+
+def _encoded(image, format):
+    encode = tf.io.encode_jpeg if format == "JPEG" else tf.io.encode_png
+    return encode(image).numpy()
+
+
+def test_every_family_reloads_in_a_fresh_process_equal_to_keras(family_model, tmp_path):
+    report = export.saved_model(family_model, tmp_path / "serving")
+    assert report.path == str(tmp_path / "serving" / "1")
+    assert sorted(os.listdir(tmp_path / "serving")) == ["1"]
+    # Computed in a subprocess that imports TensorFlow only (tf.saved_model.load).
+    assert report.max_abs_error <= 1e-5
+    assert report.top1_agreement == 1.0 and report.images == 4
+    assert report.size_bytes > 4 * family_model.count_params() * 0.9
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    model = small_model("SE-ResNeXt")
+    base = tmp_path_factory.mktemp("serving") / "seresnext"
+    labels = [f"digit {i}" for i in range(10)]
+    export.saved_model(model, base, labels=labels, top_k=3)
+    return model, base, labels, tf.saved_model.load(str(base / "1"))
+
+
+def test_serving_bytes_gives_keras_top_classes_on_jpeg_and_png(exported):
+    model, _, labels, loaded = exported
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (80, 96, 3), dtype=np.uint8)
+    config = serving.serving_config(model, labels=labels)
+    probabilities = serving.probabilities_fn(model, config)
+    for format in ("JPEG", "PNG"):
+        encoded = _encoded(image, format)
+        decoded = tf.io.decode_image(encoded, channels=3)
+        crop = data.resize_and_center_crop(decoded, config.size, config.crop_pct,
+                                           config.interpolation)
+        expected = probabilities(crop[None]).numpy()[0]
+        result = loaded.signatures["serving_bytes"](images=tf.constant([encoded, encoded]))
+        best = np.argsort(-expected)[:3]
+        np.testing.assert_array_equal(result["classes"].numpy(), [best, best])
+        assert [label.decode() for label in result["labels"].numpy()[0]] == [
+            labels[i] for i in best]
+        np.testing.assert_allclose(result["scores"].numpy()[0], expected[best], atol=1e-5)
+
+
+def test_serving_default_takes_pixels_and_normalises_in_the_graph(exported):
+    model, _, _, loaded = exported
+    pixels = np.random.default_rng(1).uniform(0, 255, (3, 64, 64, 3)).astype("float32")
+    result = loaded.signatures["serving_default"](images=tf.constant(pixels))
+    normalised = data.imagenet_utils.preprocess_input(pixels, model=model.name)
+    np.testing.assert_allclose(result["probabilities"].numpy(),
+                               model.predict(normalised, verbose=0), atol=1e-5)
+
+
+def test_bad_requests_are_errors_that_name_the_problem(exported):
+    _, _, _, loaded = exported
+    # What a server runs: the graph, whatever the shape of the request.
+    expected = r"Shape of tensor images \[{}\] is not compatible with expected shape \[\?,64,64,3\]"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=expected.format("1,64,64,4")):
+        loaded.signatures["serving_default"](images=tf.zeros((1, 64, 64, 4)))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=expected.format("64,64,3")):
+        loaded.signatures["serving_default"](images=tf.zeros((64, 64, 3)))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Unknown image file format"):
+        loaded.signatures["serving_bytes"](images=tf.constant([b"not an image"]))
+
+
+def test_saved_model_cli_lists_both_signatures(exported):
+    _, base, _, _ = exported
+    command = [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show",
+               "--dir", str(base / "1"), "--tag_set", "serve"]
+    listed = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    assert "serving_default" in listed and "serving_bytes" in listed
+
+
+def test_an_interrupted_export_leaves_no_version_and_the_next_one_follows(exported, tmp_path,
+                                                                         monkeypatch):
+    model = exported[0]
+    base = tmp_path / "serving"
+    export.saved_model(model, base, version=3)
+
+    def write_half_then_fail(model, path, functions):
+        os.makedirs(os.path.join(path, "variables"))
+        with open(os.path.join(path, "saved_model.pb"), "wb") as file:
+            file.write(b"half")
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(serving, "write_saved_model", write_half_then_fail)
+        with pytest.raises(KeyboardInterrupt):
+            export.saved_model(model, base)
+    assert sorted(os.listdir(base)) == ["3"]
+    assert export.saved_model(model, base).path == str(base / "4")
+    with pytest.raises(FileExistsError, match="Version 3 exists already"):
+        export.saved_model(model, base, version=3)
+    assert sorted(os.listdir(base)) == ["3", "4"]
+
+
+def test_a_failed_verification_writes_nothing(exported, tmp_path, monkeypatch):
+    model = exported[0]
+    monkeypatch.setattr(saved_model_export, "_reload_and_run",
+                        lambda path, images: np.zeros((len(images), 10), "float32"))
+    with pytest.raises(export.ExportVerificationError, match="max abs error .* > 1e-05"):
+        export.saved_model(model, tmp_path / "serving")
+    assert os.listdir(tmp_path / "serving") == []
+
+
+@pytest.mark.parametrize("argument, message", [
+    ({"version": 0}, "`version` must be a positive integer"),
+    ({"top_k": 0}, "`top_k` must be a positive integer"),
+    ({"labels": ["a", "b"]}, "`labels` must name each of the model's 10 classes"),
+    ({"verify_images": np.zeros((2, 32, 32, 3))}, r"`verify_images` must have shape"),
+])
+def test_bad_arguments_are_named(exported, tmp_path, argument, message):
+    with pytest.raises(ValueError, match=message):
+        export.saved_model(exported[0], tmp_path / "serving", **argument)
+    assert not os.path.exists(tmp_path / "serving") or os.listdir(tmp_path / "serving") == []
+
+
+def test_a_model_without_a_classifier_or_fixed_size_is_refused(tmp_path):
+    from keras_attn.applications import get_model
+
+    features = get_model("seresnet18", include_top=False, input_shape=(64, 64, 3),
+                         widths=(8, 8, 8, 8), depths=(1, 1, 1, 1))
+    with pytest.raises(ValueError, match="Export needs a classifier"):
+        export.saved_model(features, tmp_path)
+    inputs = keras.Input((None, None, 3))
+    any_size = keras.Model(inputs, keras.layers.Dense(10)(
+        keras.layers.GlobalAveragePooling2D()(inputs)))
+    with pytest.raises(ValueError, match="fixed square RGB input"):
+        export.saved_model(any_size, tmp_path)

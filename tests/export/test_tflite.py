@@ -1,0 +1,75 @@
+"""TFLite export: builtin ops only, verified in LiteRT's interpreter, written whole or not
+at all."""
+
+import os
+import re
+
+import numpy as np
+import pytest
+
+from keras_attn import export
+from keras_attn.export import serving, tflite_export
+from tests.export.conftest import small_model
+
+# Builtin operators are named in capitals (CONV_2D); Flex ops ("FlexConv2D") and custom ops
+# are not.
+_BUILTIN = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+
+def _calibration(seed=1, count=8):
+    return np.random.default_rng(seed).uniform(0, 255, (count, 64, 64, 3)).astype("float32")
+
+
+def test_every_family_converts_to_builtins_within_1e4_of_keras(family_model, tmp_path):
+    path = tmp_path / "model.tflite"
+    report = export.tflite(family_model, path)
+    assert report.max_abs_error <= 1e-4 and report.top1_agreement == 1.0
+    assert os.listdir(tmp_path) == ["model.tflite"]
+    assert report.size_bytes == os.path.getsize(path)
+    operators = tflite_export.operators(str(path))
+    assert "CONV_2D" in operators and all(_BUILTIN.match(op) for op in operators), operators
+    # The file runs on its own, on any batch size.
+    config = serving.serving_config(family_model)
+    images = np.random.default_rng(2).uniform(0, 255, (3, config.size, config.size, 3))
+    np.testing.assert_allclose(tflite_export.run(str(path), images),
+                               serving.probabilities_fn(family_model, config)(images), atol=1e-4)
+
+
+@pytest.mark.parametrize("quantization", ["float16", "dynamic", "int8"])
+def test_quantized_files_convert_and_run_with_builtins_only(quantization, tmp_path):
+    model = small_model("SE-ResNeXt")
+    float_size = export.tflite(model, tmp_path / "float32.tflite").size_bytes
+    path = tmp_path / f"{quantization}.tflite"
+    report = export.tflite(model, path, quantization, representative_data=_calibration())
+    operators = tflite_export.operators(str(path))
+    assert all(_BUILTIN.match(op) for op in operators), operators
+    assert report.quantization == quantization and report.images == 4
+    # float16 halves the weights; int8 weights are a quarter of float32's.
+    assert report.size_bytes < float_size * (0.6 if quantization == "float16" else 0.35)
+    if quantization == "int8":
+        assert {"QUANTIZE", "DEQUANTIZE"} <= set(operators)
+        details = tflite_export.interpreter(str(path)).get_tensor_details()
+        assert any(d["dtype"] == np.int8 and len(d["shape"]) == 4 for d in details)
+
+
+def test_int8_needs_representative_data_of_the_right_shape(tmp_path):
+    model = small_model("SE-ResNeXt")
+    with pytest.raises(ValueError, match="quantization='int8' needs `representative_data`"):
+        export.tflite(model, tmp_path / "a.tflite", "int8")
+    with pytest.raises(ValueError, match=r"received a batch of shape \(2, 32, 32, 3\)"):
+        export.tflite(model, tmp_path / "a.tflite", "int8",
+                      representative_data=np.zeros((2, 32, 32, 3), "float32"))
+    with pytest.raises(ValueError, match="`quantization` must be one of"):
+        export.tflite(model, tmp_path / "a.tflite", "int4")
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_failed_verification_keeps_the_previous_file(tmp_path, monkeypatch):
+    model = small_model("SE-ResNeXt")
+    path = tmp_path / "model.tflite"
+    path.write_bytes(b"previous")
+    monkeypatch.setattr(tflite_export, "run",
+                        lambda path, images: np.zeros((len(images), 10), "float32"))
+    with pytest.raises(export.ExportVerificationError, match=r"max abs error .* > 0\.0001"):
+        export.tflite(model, path)
+    assert os.listdir(tmp_path) == ["model.tflite"] and path.read_bytes() == b"previous"
