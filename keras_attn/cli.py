@@ -3,6 +3,7 @@
     keras-attn models [PATTERN] [--params] [--markdown]
     keras-attn convert --timm-name NAME --checkpoint FILE --output OUT.weights.h5
     keras-attn predict --model NAME [--weights imagenet|TAG|FILE] IMAGE...
+    keras-attn export --model NAME --format saved_model|tflite --output PATH [...]
     keras-attn train --model NAME (--dataset digits | --data_dir DIR) --model_dir DIR [...]
 """
 
@@ -79,6 +80,59 @@ def _predict(args):
     return 0
 
 
+def _export(args):
+    from keras_attn import export
+    from keras_attn.applications import get_model
+
+    if args.format == "saved_model" and args.quantization:
+        print("--quantization applies to --format tflite only.", file=sys.stderr)
+        return 2
+    weights = None if args.weights == "none" else args.weights
+    published = weights if weights and not os.path.isfile(weights) else "imagenet"
+    shape = (args.image_size, args.image_size, 3) if args.image_size else None
+    model = get_model(args.model, weights=weights, classes=args.classes, input_shape=shape)
+    size = model.input_shape[1]
+    labels = _read_lines(args.labels) if args.labels else None
+    verify_images = _pixels(args.verify_dir, size, args.model, published)
+    limits = {key: value for key, value in (("max_abs_error", args.max_error),
+                                              ("min_top1_agreement", args.min_agreement))
+              if value is not None}
+    if args.format == "saved_model":
+        report = export.saved_model(model, args.output, version=args.version, weights=published,
+                                    labels=labels, top_k=args.top_k,
+                                    verify_images=verify_images, **limits)
+    else:
+        calibration = _pixels(args.calibration_dir, size, args.model, published)
+        report = export.tflite(model, args.output, quantization=args.quantization,
+                               representative_data=calibration, weights=published,
+                               verify_images=verify_images, **limits)
+    print(report)
+    return 0
+
+
+def _read_lines(path):
+    with open(path, encoding="utf-8") as file:
+        return [line.strip() for line in file if line.strip()]
+
+
+def _pixels(folder, size, model, weights):
+    """The images of `folder`, resized and center-cropped as `model` is evaluated (pixels)."""
+    if folder is None:
+        return None
+    from keras_attn import data
+
+    paths = sorted(os.path.join(root, name) for root, _, names in os.walk(folder)
+                   for name in names if name.lower().endswith(data.IMAGE_EXTENSIONS))
+    if not paths:
+        raise ValueError(f"No JPEG, PNG, GIF or BMP image in {folder!r}.")
+    config = data.eval_config(model, weights)
+    return np.stack([
+        data.resize_and_center_crop(data.load_image(path), size, config["crop_pct"],
+                                    config["interpolation"]).numpy()
+        for path in paths
+    ])
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="keras-attn",
@@ -113,6 +167,31 @@ def build_parser():
     predict.add_argument("--top", type=int, default=5, help="classes to print per image")
     predict.add_argument("images", nargs="+", help="JPEG or PNG files")
     predict.set_defaults(handler=_predict)
+
+    export = commands.add_parser(
+        "export", help="export a network as a SavedModel (TF Serving) or TFLite file, verified"
+    )
+    export.add_argument("--model", required=True, help="registry name")
+    export.add_argument("--weights", default="imagenet",
+                        help="imagenet, a published tag, a .weights.h5 or timm file, or none")
+    export.add_argument("--classes", type=int, default=1000, help="classes of the classifier")
+    export.add_argument("--image-size", type=int, help="input size (default: the network's)")
+    export.add_argument("--format", required=True, choices=("saved_model", "tflite"))
+    export.add_argument("--output", required=True,
+                        help="SavedModel: the model's base folder (versions go inside); "
+                             "TFLite: the .tflite file")
+    export.add_argument("--version", type=int, help="SavedModel version (default: the next)")
+    export.add_argument("--quantization", choices=("float16", "dynamic", "int8"),
+                        help="TFLite quantization (default: none, float32)")
+    export.add_argument("--calibration-dir", help="images to calibrate int8 activations on")
+    export.add_argument("--verify-dir", help="images to verify on (default: 4 random images)")
+    export.add_argument("--labels", help="text file with one class name per line")
+    export.add_argument("--top-k", type=int, default=5, help="classes serving_bytes returns")
+    export.add_argument("--max-error", type=float,
+                        help="largest allowed probability difference (default per format)")
+    export.add_argument("--min-agreement", type=float,
+                        help="smallest allowed top-1 agreement, 0-1 (default per format)")
+    export.set_defaults(handler=_export)
 
     commands.add_parser(
         "train", add_help=False,

@@ -2,6 +2,7 @@
 
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -116,3 +117,43 @@ def test_convert_refuses_bad_outputs_and_checkpoints(seresnet18_checkpoints, tmp
     assert _convert(other, tmp_path / "o.weights.h5") == 1
     assert "no tensor" in capsys.readouterr().err
     assert sorted(os.listdir(tmp_path)) == ["existing.weights.h5"]
+
+
+def test_export_writes_verified_saved_model_and_int8_tflite(tmp_path, capsys):
+    import tensorflow as tf
+
+    from keras_attn.export import tflite_export
+
+    model = get_model("seresnet20_cifar", classes=10)
+    weights = str(tmp_path / "digits.weights.h5")
+    model.save_weights(weights)
+    images = tmp_path / "images" / "class"
+    images.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for index in range(3):
+        pixels = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+        (images / f"{index}.png").write_bytes(tf.io.encode_png(pixels).numpy())
+    common = ["export", "--model", "seresnet20_cifar", "--weights", weights, "--classes", "10"]
+
+    serving = tmp_path / "serving"
+    assert cli.main([*common, "--format", "saved_model", "--output", str(serving),
+                     "--version", "7", "--verify-dir", str(images.parent)]) == 0
+    assert os.listdir(serving) == ["7"]
+    assert re.search(r"saved_model .*/serving/7: max abs error \S+, top-1 agreement 100\.00% on 3 "
+                     r"images, [\d.]+ MiB", capsys.readouterr().out)
+
+    path = tmp_path / "digits_int8.tflite"
+    assert cli.main([*common, "--format", "tflite", "--quantization", "int8", "--output",
+                     str(path), "--calibration-dir", str(images.parent)]) == 0
+    assert "tflite (int8)" in capsys.readouterr().out
+    assert "QUANTIZE" in tflite_export.operators(str(path))
+
+    assert cli.main([*common, "--format", "saved_model", "--quantization", "int8",
+                     "--output", str(serving)]) == 2
+    assert "--quantization applies to --format tflite only" in capsys.readouterr().err
+    assert cli.main([*common, "--format", "tflite", "--quantization", "int8",
+                     "--output", str(path)]) == 1
+    assert "needs `representative_data`" in capsys.readouterr().err
+    assert cli.main([*common, "--format", "saved_model", "--output", str(serving),
+                     "--version", "7"]) == 1
+    assert "Version 7 exists already" in capsys.readouterr().err

@@ -77,4 +77,7 @@ def define_flags(flag_values=flags.FLAGS):
            "Resume from the backup in --model_dir; --noresume refuses to overwrite one.")
     define("integer", "backup_steps", 100,
            "Back up the training state every this many steps, and at every epoch's end.")
+    define("string", "export_dir", None,
+           "After training, export the best weights as a SavedModel for TF Serving into "
+           "<export_dir>/<next version>/ (keras_attn.export.saved_model, verified).")
     define("integer", "seed", 0, "Seed of the initial weights, the split and the data order.")

@@ -46,7 +46,8 @@ def run(flag_values, strategy_override=None):
 
     Returns:
         `{"model": the trained model, "history": [per-epoch logs], "best": {"val_accuracy",
-        "epoch"}, "epochs": ..., "seconds": ..., "images_per_second": ..., "skipped": [files]}`.
+        "epoch"}, "epochs": ..., "seconds": ..., "images_per_second": ..., "skipped": [files],
+        "export": the `ExportReport` of --export_dir or None}`.
     """
     config = {name: getattr(flag_values, name) for name in flag_names()}
     _check_flags(config)
@@ -100,8 +101,9 @@ class TrainingRun:
         self.size = (config["image_size"] or self.data.image_size
                      or specs.get_spec(config["model"]).default_size)
         weights = None if config["weights"] in (None, "", "none") else config["weights"]
-        published = weights if weights and not os.path.isfile(weights) else None
-        self.mean, self.std = mean_and_std(config["model"], published)
+        # A published tag's preprocessing is the manifest's; otherwise the network's own.
+        self.published = weights if weights and not os.path.isfile(weights) else None
+        self.mean, self.std = mean_and_std(config["model"], self.published)
         self.global_batch = config["batch_size"]
         replicas = self.strategy.num_replicas_in_sync
         if self.global_batch % replicas:
@@ -214,6 +216,7 @@ class TrainingRun:
             self.backup.save(epoch + 1, 0, self.history, self.best)
             callbacks.on_epoch_end(epoch, logs)
         callbacks.on_train_end()
+        exported = self._export() if config["export_dir"] and self.chief else None
         summary = {
             "model": self.model,
             "history": self.history,
@@ -222,9 +225,23 @@ class TrainingRun:
             "seconds": round(time.time() - started, 1),
             "images_per_second": round(images_seen / train_seconds, 1) if train_seconds else None,
             "skipped": self.data.skipped,
+            "export": exported,
         }
         _report(config, summary, self.data)
         return summary
+
+
+    def _export(self):
+        """Exports the best checkpoint (a copy of the model: the returned one keeps the last
+        weights) for TF Serving; returns the `ExportReport`."""
+        from keras_attn import export
+
+        model = keras.models.clone_model(self.model)
+        model.load_weights(os.path.join(self.config["model_dir"], "best.weights.h5"))
+        report = export.saved_model(model, self.config["export_dir"], weights=self.published,
+                                    labels=self.data.class_names)
+        print(f"Exported the best weights: {report}", flush=True)
+        return report
 
 
 def _check_resume(config, model_dir):

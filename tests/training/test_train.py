@@ -8,16 +8,18 @@ import re
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from safetensors.numpy import save_file
 
 from keras_attn import testing
-from keras_attn.applications import get_model
+from keras_attn.applications import get_model, preprocess_input
 from keras_attn.convert import timm as timm_convert
 from keras_attn.training import train
 
 
 def test_run_writes_every_output(training_flags, tmp_path, capsys):
-    summary = train.run(training_flags("--epochs=2", "--backup_steps=1"))
+    summary = train.run(training_flags("--epochs=2", "--backup_steps=1",
+                                       f"--export_dir={tmp_path / 'serving'}"))
     run = tmp_path / "run"
     assert sorted(os.listdir(run)) == ["backup", "best.weights.h5", "config.json",
                                        "last.weights.h5", "logs", "metrics.csv", "metrics.png"]
@@ -38,6 +40,17 @@ def test_run_writes_every_output(training_flags, tmp_path, capsys):
     # The checkpoint loads into the registry's network with the same classes.
     model = get_model("seresnet20_cifar", weights=str(run / "best.weights.h5"), classes=10)
     assert model.count_params() == summary["model"].count_params()
+    # --export_dir: the best weights, for TF Serving, with the dataset's class names.
+    assert os.listdir(tmp_path / "serving") == ["1"]
+    assert summary["export"].max_abs_error <= 1e-5
+    served = tf.saved_model.load(str(tmp_path / "serving" / "1"))
+    pixels = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    probabilities = served.signatures["serving_default"](images=tf.constant(pixels))
+    expected = model.predict(preprocess_input(pixels, model="seresnet20_cifar"), verbose=0)
+    np.testing.assert_allclose(probabilities["probabilities"].numpy(), expected, atol=1e-5)
+    encoded = tf.io.encode_png(pixels[0].astype("uint8"))
+    labels = served.signatures["serving_bytes"](images=encoded[None])["labels"].numpy()[0]
+    assert len(labels) == 5 and {label.decode() for label in labels} <= set("0123456789")
 
 
 def test_learning_rate_warms_up_then_decays_to_zero(training_flags):
