@@ -102,3 +102,16 @@ def test_readme_train_commands_parse_with_the_programs_flags():
         define_flags(values)
         values(command[1:])  # raises on a flag the program does not define
         assert values["model"].present and values["model_dir"].present
+
+
+def test_readme_export_tables_are_generated_by_the_benchmark():
+    readme = _read("README.md")
+    families = re.search(r"<!-- export:begin.*?-->\n(.*?)<!-- export:end -->", readme, re.S)
+    rows = [line for line in families.group(1).splitlines() if line.startswith("| ")][1:]
+    assert [row.split(" | ")[0][2:] for row in rows] == [
+        "ResNeSt", "SE-ResNet", "SE-ResNeXt", "SKNet", "ResNeXt", "SE-Inception"]
+    quantization = re.search(r"<!-- quantization:begin.*?-->\n(.*?)<!-- quantization:end -->",
+                             readme, re.S)
+    assert [f"TFLite {q}" in quantization.group(1)
+            for q in ("float32", "float16", "dynamic", "int8")] == [True] * 4
+    assert os.path.isfile(os.path.join(ROOT, "benchmarks", "export_table.py"))
