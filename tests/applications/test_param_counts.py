@@ -15,7 +15,7 @@ with open(os.path.join(FIXTURES, "timm_models.json")) as file:
     TIMM = json.load(file)
 
 # Networks that timm does not have: the paper's figure, to its printed precision.
-PAPER_ONLY = {"sknet101", "resnext29_8x64d", "resnext29_16x64d"}
+PAPER_ONLY = {"sknet101", "resnext29_8x64d", "resnext29_16x64d", "seresnet20_cifar"}
 # SE-Inception's reference is keras.applications with the gates off (test_inception.py).
 SE_INCEPTION = {"se_inception_v3", "se_inception_resnet_v2", "se_bn_inception"}
 
@@ -41,11 +41,21 @@ def test_sknet101_has_the_papers_48_9m_parameters(full_size_param_counts):
 def test_resnext29_has_the_papers_parameters(name, millions):
     # ResNeXt paper, Table 7 (CIFAR-10): ResNeXt-29 8x64d 34.4M, 16x64d 68.1M. The paper counts
     # the weights of the convolutions and the classifier, not BatchNorm's.
-    model = get_model(name, classes=10)
-    weights = sum(
+    assert round(_conv_and_classifier_weights(get_model(name, classes=10)) / 1e6, 1) == millions
+
+
+def test_seresnet20_cifar_is_the_papers_resnet20_plus_se():
+    # ResNet paper, Table 6 (CIFAR-10): ResNet-20, 0.27M (convolutions and classifier; the
+    # two projection shortcuts add 2,560). SE adds 5,784 with 10 classes.
+    plain = get_model("seresnet20_cifar", classes=10, gate=None)
+    assert _conv_and_classifier_weights(plain) == 270_906
+    assert get_model("seresnet20_cifar", classes=10).count_params() == plain.count_params() + 5_784
+
+
+def _conv_and_classifier_weights(model):
+    return sum(
         int(np.prod(w.shape))
         for layer in model.layers
         if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))
         for w in layer.weights
     )
-    assert round(weights / 1e6, 1) == millions
