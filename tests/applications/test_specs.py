@@ -22,7 +22,7 @@ EXPECTED_NAMES = {
     "resnest50_fast_1s1x64d", "resnest50_fast_2s1x64d", "resnest50_fast_4s1x64d",
     "resnest50_fast_1s2x40d", "resnest50_fast_2s2x40d", "resnest50_fast_4s2x40d",
     "resnest50_fast_1s4x24d",
-    "sknet101", "resnext29_8x64d", "resnext29_16x64d",
+    "sknet101", "resnext29_8x64d", "resnext29_16x64d", "seresnet20_cifar",
     "se_inception_v3", "se_inception_resnet_v2", "se_bn_inception",
 }
 
