@@ -10,8 +10,7 @@ import uuid
 import numpy as np
 
 from keras_attn.export import serving
-from keras_attn.export.verify import ExportReport, check_limits, compare, size_on_disk
-from keras_attn.export.verify import verification_images
+from keras_attn.export.verify import size_on_disk, verification_images, verified_report
 
 # Run in a fresh interpreter that imports TensorFlow only: what TF Serving has.
 _RELOAD = """
@@ -83,13 +82,11 @@ def saved_model(model, base_dir, version=None, *, weights="imagenet", labels=Non
     staging = os.path.join(base_dir, f".incomplete-{version}-{uuid.uuid4().hex[:8]}")
     try:
         serving.write_saved_model(model, staging, serving.endpoints(model, config, top_k))
-
-        expected = np.asarray(serving.probabilities_fn(model, config)(images))
-        error, agreement = compare(expected, _reload_and_run(staging, images))
-        report = ExportReport(path=final, format="saved_model", quantization=None,
-                              max_abs_error=error, top1_agreement=agreement,
-                              size_bytes=size_on_disk(staging), images=len(images))
-        check_limits(report, max_abs_error, min_top1_agreement)
+        report = verified_report(
+            model, config, images, _reload_and_run(staging, images),
+            (max_abs_error, min_top1_agreement), path=final, format="saved_model",
+            quantization=None, size_bytes=size_on_disk(staging),
+        )
         os.rename(staging, final)  # fails rather than replace a version made meanwhile
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -9,8 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_attn.export import serving
-from keras_attn.export.verify import ExportReport, check_limits, compare
-from keras_attn.export.verify import verification_images
+from keras_attn.export.verify import verification_images, verified_report
 
 QUANTIZATIONS = (None, "float16", "dynamic", "int8")
 
@@ -83,12 +82,10 @@ def tflite(model, path, quantization=None, representative_data=None, *, weights=
     try:
         with open(part, "wb") as file:
             file.write(content)
-        expected = np.asarray(serving.probabilities_fn(model, config)(images))
-        error, agreement = compare(expected, run(part, images))
-        report = ExportReport(path=path, format="tflite", quantization=quantization,
-                              max_abs_error=error, top1_agreement=agreement,
-                              size_bytes=len(content), images=len(images))
-        check_limits(report, max_abs_error, min_top1_agreement)
+        report = verified_report(
+            model, config, images, run(part, images), (max_abs_error, min_top1_agreement),
+            path=path, format="tflite", quantization=quantization, size_bytes=len(content),
+        )
         os.replace(part, path)
     finally:
         if os.path.exists(part):

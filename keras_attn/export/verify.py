@@ -5,6 +5,8 @@ import os
 
 import numpy as np
 
+from keras_attn.export import serving
+
 
 class ExportVerificationError(ValueError):
     """The reloaded export differs from the Keras model by more than the limits allow."""
@@ -65,6 +67,18 @@ def check_limits(report, max_abs_error=None, min_top1_agreement=None):
             f"The {report.format} export differs from the Keras model: "
             + "; ".join(problems) + f" ({report.images} images). Nothing was written."
         )
+
+
+def verified_report(model, config, images, outputs, limits, **report):
+    """Compares an export's `outputs` on `images` with the Keras model and returns the
+    `ExportReport` (`report`: its path, format, quantization and size_bytes); raises
+    `ExportVerificationError` beyond `limits` (max abs error, min top-1 agreement)."""
+    expected = np.asarray(serving.probabilities_fn(model, config)(images))
+    error, agreement = compare(expected, outputs)
+    result = ExportReport(max_abs_error=error, top1_agreement=agreement, images=len(images),
+                          **report)
+    check_limits(result, *limits)
+    return result
 
 
 def size_on_disk(path):
