@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_attn.layers import common
+from keras_attn.layers import common, grouped_conv
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
@@ -95,7 +95,7 @@ class SelectiveKernel(keras.layers.Layer):
             common.TorchConvGeometry(k, strides, d) for k, d in branches
         ]
         self.path_convs = [
-            keras.layers.Conv2D(
+            grouped_conv.conv2d(
                 filters,
                 k,
                 groups=cardinality,

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_attn.layers import common
+from keras_attn.layers import common, grouped_conv
 
 # timm's SplitAttn never lets the attention bottleneck fall below 32 channels.
 _MIN_ATTENTION_CHANNELS = 32
@@ -77,7 +77,7 @@ class SplitAttention(keras.layers.Layer):
         self.activation = keras.activations.get(activation)
 
         self._geometry = common.TorchConvGeometry(kernel_size, strides, dilation_rate)
-        self.conv = keras.layers.Conv2D(
+        self.conv = grouped_conv.conv2d(
             filters * radix,
             kernel_size,
             groups=cardinality * radix,
@@ -119,11 +119,11 @@ class SplitAttention(keras.layers.Layer):
                 f"`cardinality` must divide the attention width {attention}; received "
                 f"cardinality={self.cardinality}."
             )
-        self.fc1 = keras.layers.Conv2D(
+        self.fc1 = grouped_conv.conv2d(
             attention, 1, groups=self.cardinality, name="fc1", dtype=self._gate_policy
         )
         self.bn1 = common.batch_norm("bn1", dtype=self._gate_policy)
-        self.fc2 = keras.layers.Conv2D(
+        self.fc2 = grouped_conv.conv2d(
             self.filters * self.radix, 1, groups=self.cardinality, name="fc2",
             dtype=self._gate_policy,
         )

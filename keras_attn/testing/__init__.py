@@ -80,3 +80,32 @@ def assert_fit_changes_every_weight(model, inputs, labels, from_logits=False, op
         if np.array_equal(keras.ops.convert_to_numpy(w), old)
     ]
     assert not unchanged, f"a fit step left these trainable weights unchanged: {unchanged}"
+
+
+def gradients(function, *arguments):
+    """Gradients of the scalar `function(*arguments)` w.r.t. every argument, as NumPy arrays.
+
+    Works on every Keras backend (TensorFlow's tape, `jax.grad`, torch autograd), so that
+    layers can be checked for equal gradients wherever they run.
+    """
+    backend = keras.backend.backend()
+    # Plain tensors (not variables) of the current values, so every backend differentiates.
+    arguments = [keras.ops.stop_gradient(keras.ops.convert_to_tensor(a)) for a in arguments]
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            tape.watch(arguments)
+            value = function(*arguments)
+        grads = tape.gradient(value, arguments)
+    elif backend == "jax":
+        import jax
+
+        grads = jax.grad(function, argnums=tuple(range(len(arguments))))(*arguments)
+    elif backend == "torch":
+        arguments = [a.detach().requires_grad_(True) for a in arguments]
+        function(*arguments).backward()
+        grads = [a.grad for a in arguments]
+    else:
+        raise NotImplementedError(f"gradients on the {backend!r} backend")
+    return [keras.ops.convert_to_numpy(g) for g in grads]

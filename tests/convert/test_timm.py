@@ -12,8 +12,11 @@ from safetensors.numpy import load_file, save_file
 from keras_attn.applications import get_model, specs
 from keras_attn.convert import from_timm, load_timm_weights
 from keras_attn.convert import timm as timm_convert
+from keras_attn.layers import grouped_conv
 
 from tests.conftest import FIXTURES
+
+pytestmark = pytest.mark.backends  # also run under JAX and PyTorch (tests/backends)
 
 TIMM_FIXTURES = os.path.join(FIXTURES, "timm")
 
@@ -92,12 +95,17 @@ def test_overrides_build_what_timm_built(case):
 
 @pytest.mark.parametrize("case", CASES)
 def test_logits_equal_timm(case):
+    """timm's logits with every grouped-convolution formulation (GroupedConv2D)."""
     _, images, logits = _fixture(case)
     model = _model(case)
     untrained = model.predict(images, verbose=0)
     assert np.abs(untrained - logits).max() > 1e-2  # the comparison below can fail
     load_timm_weights(model, _checkpoint(case))
     np.testing.assert_allclose(model.predict(images, verbose=0), logits, rtol=0, atol=1e-4)
+    for implementation in grouped_conv.IMPLEMENTATIONS:
+        with grouped_conv.grouped_conv_implementation(implementation):
+            outputs = keras.ops.convert_to_numpy(model(images, training=False))
+        np.testing.assert_allclose(outputs, logits, rtol=0, atol=1e-4, err_msg=implementation)
 
 
 def test_from_timm_builds_loads_and_infers_the_classes():

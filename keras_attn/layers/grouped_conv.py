@@ -1,0 +1,175 @@
+"""A grouped convolution that runs near dense speed wherever the network runs.
+
+Keras' `Conv2D(groups=g)` is exact but slow on TensorFlow's CPU: TensorFlow has no CPU kernel
+for grouped convolutions, so Keras compiles each one with XLA, whose CPU code does 32 groups
+of a 3x3 convolution 3-14x slower than the dense convolution that does 32x more work, and
+whose gradient outside XLA is another 50-90x slower (measured in `benchmarks/grouped_conv.py`).
+Dense convolutions, in contrast, run at full speed through oneDNN once each sees enough
+channels. `GroupedConv2D` therefore keeps `Conv2D`'s weights (same kernel shape, same name,
+same checkpoints) and chooses how to compute them:
+
+- `"native"`: the backend's grouped convolution. Fastest where the backend has a real kernel
+  for it (cuDNN on GPU, oneDNN under PyTorch on CPU), and what TFLite runs as one `CONV_2D`.
+- `"split"`: the groups are packed into a few dense convolutions of at least
+  `SPLIT_MIN_CHANNELS` input channels each, with a block-diagonal kernel (zeros between the
+  groups it packs), and the results concatenated. One group per convolution when a group is
+  that wide already. Every dense convolution runs at oneDNN's full speed; packing narrow groups
+  trades a little wasted arithmetic for far fewer, better-shaped convolutions.
+- `"auto"` (default): `"split"` on TensorFlow and JAX when no GPU is present, else `"native"`.
+
+The choice is made when the layer is called (traced), never stored in the weights, so it can
+change after loading: pass `implementation=` or use `grouped_conv_implementation(...)`.
+"""
+
+import contextlib
+import math
+
+import keras
+from keras import ops
+
+IMPLEMENTATIONS = ("auto", "native", "split")
+
+# Narrower dense convolutions leave AVX2 lanes idle in oneDNN; at 16 input channels a packed
+# convolution of 4-channel groups ran fastest in benchmarks/grouped_conv.py (2-core AVX2 CPU).
+SPLIT_MIN_CHANNELS = 16
+
+_override = None
+
+
+def _check_implementation(value, allow_none=False):
+    if value is None and allow_none:
+        return value
+    if value not in IMPLEMENTATIONS:
+        raise ValueError(
+            f"`implementation` must be one of {IMPLEMENTATIONS}; received "
+            f"implementation={value!r}."
+        )
+    return value
+
+
+@contextlib.contextmanager
+def grouped_conv_implementation(implementation):
+    """Overrides how every `GroupedConv2D` traced inside the block computes.
+
+    The override wins over each layer's own `implementation`; exports use it to trace what
+    their runtime runs best.
+
+    Args:
+        implementation: `"native"`, `"split"` or `"auto"`.
+
+    Example:
+
+    >>> with keras_attn.layers.grouped_conv_implementation("native"):
+    ...     logits = model(images)
+    """
+    global _override
+    _check_implementation(implementation)
+    previous, _override = _override, implementation
+    try:
+        yield
+    finally:
+        _override = previous
+
+
+def _accelerator_present():
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_logical_devices("GPU"))
+    if backend == "jax":
+        import jax
+
+        return jax.default_backend() != "cpu"
+    return True  # torch: native everywhere (oneDNN on CPU, cuDNN on GPU).
+
+
+def resolve_implementation(implementation):
+    """The formulation `"auto"` (or a global override) stands for on this backend and device."""
+    implementation = _override or implementation
+    if implementation != "auto":
+        return implementation
+    return "native" if _accelerator_present() else "split"
+
+
+def block_diagonal(kernel, groups):
+    """A dense kernel computing the grouped kernel `kernel` (Keras layout) of `groups` groups.
+
+    `kernel` has shape (kh, kw, in_per_group, out_channels); the result has shape
+    (kh, kw, groups * in_per_group, out_channels) with zeros where group f's inputs meet
+    group g's outputs (f != g).
+    """
+    if groups == 1:
+        return kernel
+    kh, kw, in_per_group, out_channels = kernel.shape
+    grouped = ops.reshape(kernel, (kh, kw, in_per_group, groups, out_channels // groups))
+    eye = ops.eye(groups, dtype=kernel.dtype)
+    dense = ops.einsum("hwigo,fg->hwfigo", grouped, eye)
+    return ops.reshape(dense, (kh, kw, groups * in_per_group, out_channels))
+
+
+def groups_per_split(groups, channels_per_group, min_channels=None):
+    """How many groups one dense convolution of the `"split"` formulation packs.
+
+    The smallest divisor of `groups` that gives at least `min_channels` input channels (all
+    groups when even they give fewer).
+    """
+    min_channels = min_channels or SPLIT_MIN_CHANNELS
+    wanted = min(groups, math.ceil(min_channels / channels_per_group))
+    return next(n for n in range(1, groups + 1) if groups % n == 0 and n >= wanted)
+
+
+@keras.saving.register_keras_serializable(package="keras_attn")
+class GroupedConv2D(keras.layers.Conv2D):
+    """`Conv2D(groups=g)` with the same weights, computed the fastest way for the device.
+
+    See the module docstring for the formulations. Every formulation computes the same
+    function as `keras.layers.Conv2D` with the same kernel (to float rounding), gradients
+    included; checkpoints and `.keras` files are interchangeable with `Conv2D`'s.
+
+    Introduced for ResNeXt's aggregated transformations (Xie et al., 2017, "Aggregated Residual
+    Transformations for Deep Neural Networks"), used by every block with cardinality or radix.
+
+    Args:
+        filters: output channels.
+        kernel_size: as `Conv2D`.
+        groups: number of groups; must divide the input and output channels.
+        implementation: `"auto"` (default), `"native"` or `"split"`.
+        **kwargs: any other `Conv2D` argument.
+
+    Example:
+
+    >>> conv = GroupedConv2D(128, 3, groups=32, padding="same", use_bias=False)
+    >>> conv(keras.random.normal((8, 56, 56, 128))).shape
+    (8, 56, 56, 128)
+    """
+
+    def __init__(self, filters, kernel_size, groups=1, implementation="auto", **kwargs):
+        super().__init__(filters, kernel_size, groups=groups, **kwargs)
+        self.implementation = _check_implementation(implementation)
+
+    def convolution_op(self, inputs, kernel):
+        if self.groups == 1 or resolve_implementation(self.implementation) == "native":
+            return super().convolution_op(inputs, kernel)
+        channel_axis = -1 if self.data_format == "channels_last" else 1
+        per_split = groups_per_split(self.groups, kernel.shape[2])
+        splits = self.groups // per_split
+        input_parts = ops.split(inputs, splits, axis=channel_axis)
+        kernel_parts = ops.split(kernel, splits, axis=-1)
+        outputs = [
+            super(GroupedConv2D, self).convolution_op(part, block_diagonal(weights, per_split))
+            for part, weights in zip(input_parts, kernel_parts)
+        ]
+        return outputs[0] if splits == 1 else ops.concatenate(outputs, axis=channel_axis)
+
+    def get_config(self):
+        config = super().get_config()
+        config["implementation"] = self.implementation
+        return config
+
+
+def conv2d(filters, kernel_size, groups=1, **kwargs):
+    """`GroupedConv2D` when `groups > 1`, else a plain `Conv2D` (one choice for every block)."""
+    if groups > 1:
+        return GroupedConv2D(filters, kernel_size, groups=groups, **kwargs)
+    return keras.layers.Conv2D(filters, kernel_size, **kwargs)

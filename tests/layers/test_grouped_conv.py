@@ -1,0 +1,124 @@
+"""GroupedConv2D: every formulation computes Keras' Conv2D(groups=g), gradients included."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_attn import testing
+from keras_attn.layers import GroupedConv2D, grouped_conv, grouped_conv_implementation
+
+pytestmark = pytest.mark.backends  # also run under JAX and PyTorch (tests/backends)
+
+# (input channels, filters, groups, kernel size, strides, dilation, padding)
+CASES = {
+    "resnext_stage1": (32, 32, 8, 3, 1, 1, "same"),  # 4 channels a group
+    "wide_groups_strided": (64, 64, 2, 3, 2, 1, "valid"),
+    "widening_5x5_dilated": (16, 48, 4, 5, 1, 2, "same"),
+    "pointwise_odd_groups": (24, 12, 3, 1, 1, 1, "valid"),
+    "pointwise_strided": (16, 32, 2, 1, 2, 1, "valid"),
+    "one_channel_per_group": (8, 16, 8, 3, 1, 1, "same"),
+}
+
+
+def _pair(case, implementation):
+    channels, filters, groups, kernel, strides, dilation, padding = CASES[case]
+    kwargs = dict(kernel_size=kernel, strides=strides, dilation_rate=dilation, padding=padding,
+                  groups=groups, use_bias=True)
+    reference = keras.layers.Conv2D(filters, **kwargs)
+    layer = GroupedConv2D(filters, implementation=implementation, **kwargs)
+    shape = (3, 11, 11, channels)
+    x = testing.random_images(shape)
+    reference.build(shape)
+    layer.build(shape)
+    reference.bias.assign(testing.random_images(reference.bias.shape))
+    layer.set_weights(reference.get_weights())
+    return reference, layer, x
+
+
+def _gradients(layer, x):
+    """d(sum(y * r)) / d(inputs, kernel, bias) for a fixed random cotangent r."""
+    cotangent = keras.ops.convert_to_tensor(
+        testing.random_images(layer.compute_output_shape(x.shape), seed=7))
+
+    def loss(inputs, kernel, bias):
+        y = type(layer).convolution_op(layer, inputs, kernel) + bias
+        return keras.ops.sum(y * cotangent)
+
+    return testing.gradients(loss, x, layer.kernel, layer.bias)
+
+
+@pytest.mark.parametrize("implementation", ["split", "native", "auto"])
+@pytest.mark.parametrize("case", CASES)
+def test_every_formulation_equals_keras_conv2d_with_gradients(case, implementation):
+    reference, layer, x = _pair(case, implementation)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)),
+                               keras.ops.convert_to_numpy(reference(x)), rtol=0, atol=1e-5)
+    for ours, theirs in zip(_gradients(layer, x), _gradients(reference, x)):
+        scale = max(1.0, np.abs(theirs).max())
+        np.testing.assert_allclose(ours / scale, theirs / scale, rtol=0, atol=1e-5)
+
+
+def test_the_kernel_has_conv2d_layout_and_weights_load_either_way():
+    conv = keras.layers.Conv2D(32, 3, groups=8, name="conv")
+    grouped = GroupedConv2D(32, 3, groups=8, name="conv")
+    conv.build((None, 9, 9, 32))
+    grouped.build((None, 9, 9, 32))
+    assert [(w.path, w.shape) for w in grouped.weights] == [(w.path, w.shape) for w in conv.weights]
+
+
+def test_override_wins_and_is_restored():
+    _, layer, x = _pair("resnext_stage1", "native")
+    calls = []
+    original = keras.layers.Conv2D.convolution_op
+
+    def spy(self, inputs, kernel):
+        calls.append(tuple(kernel.shape))
+        return original(self, inputs, kernel)
+
+    keras.layers.Conv2D.convolution_op = spy
+    try:
+        layer(x)
+        with grouped_conv_implementation("split"):
+            layer(x)
+        layer(x)
+    finally:
+        keras.layers.Conv2D.convolution_op = original
+    # native: one grouped kernel (3, 3, 4, 32); split: two dense 16-channel block-diagonal
+    # kernels of 4 groups each; native again after the block.
+    assert calls == [(3, 3, 4, 32), (3, 3, 16, 16), (3, 3, 16, 16), (3, 3, 4, 32)]
+
+
+@pytest.mark.parametrize(
+    "groups, channels_per_group, expected",
+    [(32, 4, 4), (32, 8, 2), (32, 16, 1), (32, 32, 1), (2, 64, 1), (64, 4, 4), (3, 4, 3),
+     (6, 4, 6), (8, 1, 8)],
+)
+def test_groups_per_split_packs_to_sixteen_channels(groups, channels_per_group, expected):
+    assert grouped_conv.groups_per_split(groups, channels_per_group) == expected
+
+
+def test_block_diagonal_places_each_group_on_the_diagonal():
+    kernel = np.arange(1 * 1 * 2 * 6, dtype="float32").reshape(1, 1, 2, 6) + 1
+    dense = keras.ops.convert_to_numpy(grouped_conv.block_diagonal(kernel, 3))[0, 0]
+    expected = np.zeros((6, 6), "float32")
+    for g in range(3):
+        expected[2 * g:2 * g + 2, 2 * g:2 * g + 2] = kernel[0, 0, :, 2 * g:2 * g + 2]
+    np.testing.assert_array_equal(dense, expected)
+
+
+def test_config_round_trip_keeps_the_implementation():
+    layer = GroupedConv2D(16, 3, groups=4, implementation="split", name="grouped")
+    x = testing.random_images((2, 7, 7, 16))
+    layer(x)
+    assert layer.get_config()["implementation"] == "split"
+    testing.assert_config_round_trip(layer, x)
+
+
+@pytest.mark.parametrize("bad", ["fast", None, 1])
+def test_unknown_implementation_names_the_argument(bad):
+    with pytest.raises(ValueError, match=r"`implementation` must be one of .*received "
+                                         rf"implementation={bad!r}"):
+        GroupedConv2D(16, 3, groups=4, implementation=bad)
+    with pytest.raises(ValueError, match="implementation"):
+        with grouped_conv_implementation(bad):
+            pass
