@@ -1,8 +1,8 @@
 """TFLite float32 / float16 / dynamic / int8 against Keras, for every family; the README table.
 
-    python benchmarks/export_table.py                    # prints the tables
-    python benchmarks/export_table.py --update-readme    # and writes them into README.md
-    python benchmarks/export_table.py --full             # full-width networks at 224 (slow)
+    python -m benchmarks.export_table                    # prints the tables
+    python -m benchmarks.export_table --update-readme    # and writes them into README.md
+    python -m benchmarks.export_table --full             # full-width networks at 224 (slow)
 
 Two measurements, side by side in one run:
 1. Every family, random weights with random BatchNorm statistics: top-1 agreement with Keras
@@ -17,8 +17,6 @@ Two measurements, side by side in one run:
 
 import argparse
 import os
-import re
-import sys
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -26,11 +24,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from benchmarks import readme  # noqa: E402
 from keras_attn import testing  # noqa: E402
 from keras_attn.applications import get_model  # noqa: E402
 from keras_attn.export import serving, tflite_export, verify  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUANTIZATIONS = (None, "float16", "dynamic", "int8")
 _SMALL = {"widths": (16, 32, 64, 128), "depths": (1, 1, 1, 1), "input_shape": (64, 64, 3)}
 FAMILIES = {  # family: (registry name, shrunk overrides)
@@ -163,19 +161,7 @@ def main(argv=None):
     families = family_table(args.full)
     digits = digits_table(args.digits_weights)
     if args.update_readme:
-        path = os.path.join(ROOT, "README.md")
-        with open(path) as file:
-            text = file.read()
-        for section, table in (("export", families), ("quantization", digits)):
-            pattern = re.compile(rf"(<!-- {section}:begin[^\n]*-->\n).*?(<!-- {section}:end -->)",
-                                 re.S)
-            if not pattern.search(text):
-                sys.exit(f"README.md has no {section}:begin/end markers.")
-            text = pattern.sub(lambda m, table=table: m.group(1) + table + m.group(2), text)
-        with open(path, "w") as file:
-            file.write(text)
-        print("README.md updated")
-
+        readme.update_sections({"export": families, "quantization": digits})
 
 if __name__ == "__main__":
     main()

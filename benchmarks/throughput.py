@@ -1,0 +1,274 @@
+"""Images/s of keras_attn networks beside keras.applications.ResNet50 and timm, in one process.
+
+    python -m benchmarks.throughput                                   # the five networks below
+    python -m benchmarks.throughput resnext50_32x4d --implementations auto,native
+    python -m benchmarks.throughput --update-readme                   # writes README's table
+    KERAS_BACKEND=jax python -m benchmarks.throughput --dtype_policy mixed_bfloat16 --batch_size 64
+
+For every registered name and grouped-convolution implementation (`GroupedConv2D`): batch-1
+latency, batch-N inference images/s and one training step's images/s (SGD, cross-entropy),
+each the median of `--repeats` timed calls after `--warmup` untimed ones, and their ratios to
+`keras.applications.ResNet50` measured in the same run. When torch and timm are importable the
+same architecture runs in timm (eager, channels_last; AMP under a mixed policy on a GPU) beside
+it. The output is a markdown table.
+"""
+
+import argparse
+import gc
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+try:
+    # Before TensorFlow: importing torch after XLA has compiled aborts the process (both
+    # register LLVM's command-line options).
+    import timm
+    import torch
+except ImportError as error:
+    timm = torch = None
+    _TIMM_MISSING = str(error)
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from benchmarks import readme  # noqa: E402
+from keras_attn.applications import get_model  # noqa: E402
+from keras_attn.layers import GroupedConv2D, grouped_conv_implementation  # noqa: E402
+
+DEFAULT_NAMES = ("resnext50_32x4d", "seresnext50_32x4d", "skresnext50_32x4d", "resnest50d",
+                 "seresnet50")
+BASELINE = "resnet50"
+CLASSES = 1000
+
+
+def _median_seconds(call, warmup, repeats):
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+class Keras:
+    """Times a Keras model with predict_on_batch / train_on_batch (any backend)."""
+
+    def __init__(self, args):
+        self.args = args
+        rng = np.random.default_rng(0)
+        self.images = rng.uniform(0, 255, (args.batch_size, args.image_size, args.image_size, 3))
+        self.images = self.images.astype("float32")
+        self.labels = rng.integers(0, CLASSES, args.batch_size)
+
+    def build(self, name):
+        shape = (self.args.image_size, self.args.image_size, 3)
+        if name == BASELINE:
+            return keras.applications.ResNet50(weights=None, input_shape=shape, classes=CLASSES)
+        return get_model(name, input_shape=shape, classes=CLASSES)
+
+    def measure(self, name, implementation, first):
+        """The row's timings; None when `model` has no grouped convolution and this is not
+        the first implementation measured (every implementation computes it alike)."""
+        with grouped_conv_implementation(implementation):
+            model = self.build(name)
+            grouped = any(isinstance(layer, GroupedConv2D) for layer in model._flatten_layers())
+            if not (grouped or first):
+                return None
+            row = self._time(model)
+        gc.collect()
+        return row
+
+    def _time(self, model):
+        args, one = self.args, self.images[:1]
+        row = {"params": model.count_params()}
+        row["latency_ms"] = 1e3 * _median_seconds(
+            lambda: model.predict_on_batch(one), args.warmup, args.repeats)
+        row["infer"] = args.batch_size / _median_seconds(
+            lambda: model.predict_on_batch(self.images), args.warmup, args.repeats)
+        if args.train:
+            model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+                          loss="sparse_categorical_crossentropy", jit_compile=args.jit_compile)
+            row["train"] = args.batch_size / _median_seconds(
+                lambda: model.train_on_batch(self.images, self.labels), args.warmup, args.repeats)
+        return row
+
+
+class Timm:
+    """The same architecture in timm on PyTorch (eager, channels_last, AMP when mixed on GPU)."""
+
+    def __init__(self, args):
+        self.timm, self.torch, self.args = timm, torch, args
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device == "cpu":
+            torch.set_num_threads(os.cpu_count())
+        self.amp = args.dtype_policy.startswith("mixed") and self.device == "cuda"
+        self.amp_dtype = torch.bfloat16 if "bfloat16" in args.dtype_policy else torch.float16
+        generator = torch.Generator().manual_seed(0)
+        size = (args.batch_size, 3, args.image_size, args.image_size)
+        self.images = torch.rand(size, generator=generator).to(self.device)
+        self.images = self.images.contiguous(memory_format=torch.channels_last)
+        self.labels = torch.randint(0, CLASSES, (args.batch_size,), generator=generator)
+        self.labels = self.labels.to(self.device)
+
+    def has(self, name):
+        return self.timm.is_model(name)
+
+    def _sync(self, call):
+        def timed():
+            call()
+            if self.device == "cuda":
+                self.torch.cuda.synchronize()
+        return timed
+
+    def measure(self, name):
+        torch, args = self.torch, self.args
+        model = self.timm.create_model(name, num_classes=CLASSES).to(self.device)
+        model = model.to(memory_format=torch.channels_last)
+        autocast = torch.autocast(self.device, dtype=self.amp_dtype, enabled=self.amp)
+        row = {"params": sum(p.numel() for p in model.parameters())}
+        model.eval()
+
+        def infer(images):
+            with torch.inference_mode(), autocast:
+                model(images)
+
+        row["latency_ms"] = 1e3 * _median_seconds(
+            self._sync(lambda: infer(self.images[:1])), args.warmup, args.repeats)
+        row["infer"] = args.batch_size / _median_seconds(
+            self._sync(lambda: infer(self.images)), args.warmup, args.repeats)
+        if args.train:
+            model.train()
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+            scaler = torch.amp.GradScaler(self.device, enabled=self.amp and
+                                          self.amp_dtype == torch.float16)
+
+            def step():
+                optimizer.zero_grad(set_to_none=True)
+                with autocast:
+                    loss = torch.nn.functional.cross_entropy(model(self.images), self.labels)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+
+            row["train"] = args.batch_size / _median_seconds(
+                self._sync(step), args.warmup, args.repeats)
+        return row
+
+
+def _timm_or_none(args):
+    if not args.timm:
+        return None
+    if timm is None:
+        _log(f"timm column skipped: {_TIMM_MISSING}")
+        return None
+    return Timm(args)
+
+
+def _ratio(value, base):
+    return f"{value / base:.2f}x" if value and base else "—"
+
+
+def _number(value, digits=1):
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(rows, args):
+    """The table: one line per (network, implementation), ratios to ResNet50 of the same run."""
+    base = rows[0]["keras"]
+    lines = [
+        f"Backend {keras.backend.backend()}, {args.dtype_policy}, batch {args.batch_size}, "
+        f"{args.image_size}x{args.image_size}; images/s (ratio to keras.applications.ResNet50 "
+        "in the same run).",
+        "",
+        "| network | grouped conv | params | batch-1 ms | inference img/s | training img/s "
+        "| timm inference img/s | timm training img/s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        ours, timm = row["keras"], row.get("timm") or {}
+        infer = f"{ours['infer']:.1f} ({_ratio(ours['infer'], base['infer'])})"
+        train = (f"{_number(ours.get('train'), 2)} "
+                 f"({_ratio(ours.get('train'), base.get('train'))})" if args.train else "—")
+        lines.append(
+            f"| {row['name']} | {row['implementation']} | {ours['params'] / 1e6:.2f}M "
+            f"| {ours['latency_ms']:.0f} | {infer} | {train} "
+            f"| {_number(timm.get('infer'))} | {_number(timm.get('train'), 2)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def run(args):
+    if args.dtype_policy != "float32":
+        keras.config.set_dtype_policy(args.dtype_policy)
+    ours, timm = Keras(args), _timm_or_none(args)
+    rows = []
+    started = time.perf_counter()
+    for name in (BASELINE, *args.names):
+        for index, implementation in enumerate(args.implementations):
+            _log(f"[{time.perf_counter() - started:5.0f}s] {name} ({implementation})")
+            measured = ours.measure(name, implementation, first=index == 0)
+            if measured is None:
+                continue
+            row = {"name": name, "implementation": implementation, "keras": measured}
+            if timm is not None and index == 0 and timm.has(name):
+                row["timm"] = timm.measure(name)
+            rows.append(row)
+            _log(f"    {measured} timm: {row.get('timm')}")
+    return markdown(rows, args)
+
+
+def parse(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", default=list(DEFAULT_NAMES),
+                        help="registered network names (keras_attn.applications.list_models())")
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--image_size", type=int, default=224)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--implementations", default="auto",
+                        help="comma-separated GroupedConv2D implementations: auto, native, split")
+    parser.add_argument("--dtype_policy", default="float32",
+                        help="float32, mixed_float16 or mixed_bfloat16")
+    parser.add_argument("--jit_compile", default="auto",
+                        help="Model.compile's jit_compile for the training step: auto/true/false")
+    parser.add_argument("--no_train", dest="train", action="store_false")
+    parser.add_argument("--no_timm", dest="timm", action="store_false")
+    parser.add_argument("--update-readme", action="store_true",
+                        help="write the table between README.md's markers of --readme_section")
+    parser.add_argument("--readme_section", default="throughput",
+                        help="README.md section: throughput (CPU) or throughput-gpu")
+    args = parser.parse_args(argv)
+    args.implementations = args.implementations.split(",")
+    for implementation in args.implementations:
+        if implementation not in ("auto", "native", "split"):
+            parser.error(f"--implementations: unknown implementation {implementation!r}; "
+                         "expected auto, native or split")
+    args.jit_compile = {"auto": "auto", "true": True, "false": False}.get(
+        args.jit_compile.lower())
+    if args.jit_compile is None:
+        parser.error("--jit_compile must be auto, true or false")
+    for flag in ("batch_size", "image_size", "repeats"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag} must be >= 1; received {getattr(args, flag)}")
+    return args
+
+
+def main(argv=None):
+    args = parse(argv)
+    table = run(args)
+    print(table)
+    if args.update_readme:
+        readme.update_sections({args.readme_section: table})
+
+
+if __name__ == "__main__":
+    main()
