@@ -7,6 +7,16 @@
 
 __version__ = "0.1.0"
 
-from keras_attn import applications, convert, data, layers, weights  # noqa: E402
+import importlib
+
+from keras_attn import applications, convert, layers, weights  # noqa: E402
 
 __all__ = ["applications", "convert", "data", "layers", "weights"]
+
+
+def __getattr__(name):
+    # `data` decodes images with TensorFlow; loading it on first use keeps `import keras_attn`
+    # working under the JAX and PyTorch backends on machines without TensorFlow.
+    if name == "data":
+        return importlib.import_module("keras_attn.data")
+    raise AttributeError(f"module 'keras_attn' has no attribute {name!r}")

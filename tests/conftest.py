@@ -5,13 +5,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
-# Two logical CPU devices for the multi-replica tests (MirroredStrategy on one machine). This
-# must happen before TensorFlow creates its devices, so before any test runs; every other test
-# keeps using the first device, as TensorFlow does by default.
-_cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(_cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+if keras.backend.backend() == "tensorflow":
+    import tensorflow as tf
+
+    # Two logical CPU devices for the multi-replica tests (MirroredStrategy on one machine).
+    # This must happen before TensorFlow creates its devices, so before any test runs; every
+    # other test keeps using the first device, as TensorFlow does by default.
+    _cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(_cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 
 @pytest.fixture(autouse=True)
@@ -45,6 +47,8 @@ FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 def mirrored_strategy():
     """MirroredStrategy over the two logical CPUs: one per session, as a second instance in
     the same process can mismatch the first one's collective-op keys."""
+    import tensorflow as tf
+
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 

@@ -115,3 +115,18 @@ def test_readme_export_tables_are_generated_by_the_benchmark():
     assert [f"TFLite {q}" in quantization.group(1)
             for q in ("float32", "float16", "dynamic", "int8")] == [True] * 4
     assert os.path.isfile(os.path.join(ROOT, "benchmarks", "export_table.py"))
+
+
+def test_readme_throughput_tables_are_generated_by_the_benchmark():
+    # benchmarks.throughput's defaults; not imported here, as it imports torch, which after XLA
+    # has compiled in this process aborts it.
+    cpu = ("resnext50_32x4d", "seresnext50_32x4d", "skresnext50_32x4d", "resnest50d",
+           "seresnet50")
+    gpu = ("seresnext50_32x4d", "resnest50d", "resnext50_32x4d")
+    readme = _read("README.md")
+    for section, names in (("throughput", cpu), ("throughput-gpu", gpu)):
+        table = re.search(rf"<!-- {section}:begin.*?-->\n(.*?)<!-- {section}:end -->", readme,
+                          re.S).group(1)
+        rows = [line.split(" | ")[0][2:] for line in table.splitlines() if line.startswith("| ")]
+        assert rows[1:] == ["resnet50", *names], section
+    assert "python -m benchmarks.throughput --update-readme" in readme

@@ -40,7 +40,17 @@ def _size(name):
     return 32 if name.startswith("resnext29") else 64
 
 
-@pytest.mark.parametrize("name", SMALL)
+# One network of each family also runs under JAX and PyTorch (tests/backends); the other
+# layouts are the same layers.
+_EVERY_BACKEND = ("seresnet18", "seresnext26d_32x4d", "senet154", "resnext29_8x64d",
+                  "skresnext50_32x4d", "resnest50d")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(name, marks=pytest.mark.backends) if name in _EVERY_BACKEND else name
+     for name in SMALL],
+)
 def test_family_trains_saves_and_takes_any_input_size(name, tmp_path):
     model = _small(name, input_shape=(None, None, 3))
     testing.perturb_batch_norm_statistics(model)

@@ -9,6 +9,8 @@ import pytest
 from keras_attn import testing
 from keras_attn.layers import SelectiveKernel, SplitAttention, SqueezeExcite, common
 
+pytestmark = pytest.mark.backends  # also run under JAX and PyTorch (tests/backends)
+
 CASES = {
     "se": (SqueezeExcite, {}, 32),
     "se_rd_channels": (SqueezeExcite, {"rd_channels": 5, "gate_activation": "hard_sigmoid"}, 32),

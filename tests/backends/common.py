@@ -1,0 +1,62 @@
+"""Helpers of tests/backends: each backend runs in a subprocess (Keras picks one per process).
+
+The JAX and PyTorch tests live in separate files so that pytest-xdist (`--dist loadfile`) runs
+them on different workers.
+"""
+
+import os
+import re
+import subprocess
+import sys
+
+import keras
+import numpy as np
+
+from tests.backends import worker
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run(args, backend, timeout, **env):
+    environment = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2", **env)
+    result = subprocess.run([sys.executable, *args], cwd=ROOT, env=environment,
+                            capture_output=True, text=True, timeout=timeout)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"KERAS_BACKEND={backend} {' '.join(args)}:\n{output[-6000:]}"
+    return output
+
+
+def run_worker(command, folder, backend, **env):
+    return run(["-m", "tests.backends.worker", command, str(folder)], backend, 900, **env)
+
+
+def assert_backend_independent_tests_pass(backend):
+    """Runs the tests marked `backends` under `backend`: every one must pass, none skipped."""
+    collected = run(["-m", "pytest", "-m", "backends", "--collect-only", "-q",
+                     "-p", "no:cacheprovider", "-o", "addopts="], "tensorflow", 300)
+    expected = int(re.search(r"(\d+)(?:/\d+)? tests? (?:collected|selected)", collected).group(1))
+    output = run(["-m", "pytest", "-m", "backends", "-q", "-p", "no:cacheprovider",
+                  "-o", "addopts=", "--durations=5"], backend, 1500)
+    summary = output.strip().splitlines()[-1]
+    print(f"KERAS_BACKEND={backend}: {summary}")
+    assert re.fullmatch(rf"=* ?{expected} passed(, \d+ deselected)?(, \d+ warnings?)? "
+                        rf"in [\d.]+s.*", summary), summary
+
+
+def assert_keras_files_move(backend, tmp_path):
+    """`.keras` files saved here load under `backend`, and the reverse, with equal outputs."""
+    here = keras.backend.backend()
+    ours, theirs = tmp_path / here, tmp_path / backend
+    ours.mkdir()
+    theirs.mkdir()
+    worker.save(str(ours))
+    run_worker("load", ours, backend)  # saved here, loaded there
+    run_worker("save", theirs, backend)  # saved there, loaded here
+    worker.load(str(theirs))
+    for family in worker.FAMILIES:
+        for folder, reader in ((ours, backend), (theirs, here)):
+            expected = np.load(folder / f"{family}.npz")["outputs"]
+            actual = np.load(folder / f"{family}.{reader}.npz")["outputs"]
+            assert expected.shape == (2, 5)
+            np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-5,
+                                       err_msg=f"{family}: {folder.name} -> {reader}")
