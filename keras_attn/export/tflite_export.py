@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from keras_attn.export import serving
 from keras_attn.export.verify import verification_images, verified_report
+from keras_attn.layers.grouped_conv import grouped_conv_implementation
 
 QUANTIZATIONS = (None, "float16", "dynamic", "int8")
 
@@ -98,7 +99,10 @@ def convert(model, config, quantization=None, representative_data=None):
     # Through a SavedModel, as Keras' own LiteRT export does: its variables are frozen into
     # constants (BatchNorm folds into the convolutions), where a concrete function's stay
     # resource variables.
-    with tempfile.TemporaryDirectory() as scratch:
+    # Grouped convolutions are traced native: TFLite runs one grouped CONV_2D (XNNPACK), and
+    # the packed form's block-diagonal kernels are computed, not constant, so int8 would
+    # quantize them as activations.
+    with tempfile.TemporaryDirectory() as scratch, grouped_conv_implementation("native"):
         serving.write_saved_model(model, scratch, {"serving_default": (
             serving.probabilities_fn(model, config), [serving.pixels_signature(config)])})
         converter = tf.lite.TFLiteConverter.from_saved_model(scratch)
