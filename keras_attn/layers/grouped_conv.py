@@ -36,9 +36,7 @@ SPLIT_MIN_CHANNELS = 16
 _override = None
 
 
-def _check_implementation(value, allow_none=False):
-    if value is None and allow_none:
-        return value
+def _check_implementation(value):
     if value not in IMPLEMENTATIONS:
         raise ValueError(
             f"`implementation` must be one of {IMPLEMENTATIONS}; received "
@@ -108,13 +106,12 @@ def block_diagonal(kernel, groups):
     return ops.reshape(dense, (kh, kw, groups * in_per_group, out_channels))
 
 
-def groups_per_split(groups, channels_per_group, min_channels=None):
+def groups_per_split(groups, channels_per_group, min_channels=SPLIT_MIN_CHANNELS):
     """How many groups one dense convolution of the `"split"` formulation packs.
 
     The smallest divisor of `groups` that gives at least `min_channels` input channels (all
     groups when even they give fewer).
     """
-    min_channels = min_channels or SPLIT_MIN_CHANNELS
     wanted = min(groups, math.ceil(min_channels / channels_per_group))
     return next(n for n in range(1, groups + 1) if groups % n == 0 and n >= wanted)
 
