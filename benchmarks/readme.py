@@ -16,6 +16,9 @@ def update_sections(tables, path=README):
         if not pattern.search(text):
             sys.exit(f"README.md has no {section}:begin/end markers.")
         text = pattern.sub(lambda m, table=table: m.group(1) + table + m.group(2), text)
-    with open(path, "w") as file:
+    # Written beside and renamed into place: an interrupted write never leaves half a README.
+    partial = f"{path}.partial"
+    with open(partial, "w") as file:
         file.write(text)
+    os.replace(partial, path)
     print(f"{path} updated: {', '.join(tables)}")
