@@ -1,0 +1,387 @@
+"""What the attention does: the weights of every SE gate, SK selection and split-attention softmax.
+
+- `attention_model(model)`: a Keras model from the network's input to
+  `{layer name: attention weights}`, read from the network itself.
+- `excitation_profile(model, images, labels)`: mean weights per (block, class, channel), the
+  SENet paper's excitation figure (Hu et al., 2018, Fig. 6).
+- `kernel_selection(model, images, scales)`: mean Selective Kernel branch weights as the
+  object is enlarged, the SKNet paper's figures (Li et al., 2019, Figs. 3-4).
+- `plot_excitation`, `plot_kernel_selection`: draw them with matplotlib (`pip install
+  "keras-attn[plot]"`) and save PNGs.
+
+Example:
+
+>>> model = keras_attn.applications.get_model("seresnet20_cifar", classes=10,
+...                                           weights="runs/digits/best.weights.h5")
+>>> profile = keras_attn.inspect.excitation_profile(model, images, labels)
+>>> keras_attn.inspect.plot_excitation(profile, path="excitation.png")
+"""
+
+import dataclasses
+import os
+import tempfile
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_attn.layers import SelectiveKernel, SplitAttention, SqueezeExcite
+
+ATTENTION_LAYERS = (SqueezeExcite, SelectiveKernel, SplitAttention)
+
+
+def attention_layers(model):
+    """The attention layers of `model` in the order they run, as `[(name, layer)]`.
+
+    Layers of a nested model (a backbone inside a fine-tuning model) are named
+    `"<backbone name>/<layer name>"`.
+    """
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, ATTENTION_LAYERS):
+            found.append((layer.name, layer))
+        elif isinstance(layer, keras.Model):
+            found += [(f"{layer.name}/{name}", inner) for name, inner in attention_layers(layer)]
+    return found
+
+
+def attention_model(model):
+    """A model from `model`'s input to the weights of every attention layer inside it.
+
+    The weights are computed by the layers themselves (`attention_weights`) on the inputs
+    they receive inside `model`, so they are exactly what the network applies:
+    - `SqueezeExcite`: the gate, `(batch, channels)`, in (0, 1);
+    - `SelectiveKernel`: the branch weights, `(batch, branches, channels)`, summing to 1
+      across branches;
+    - `SplitAttention`: the split weights, `(batch, radix, channels)`, summing to 1 across
+      the radix (sigmoid gates, radix 1, when `radix` is 1).
+
+    Args:
+        model: a functional Keras model (any network of `keras_attn.applications`, or your
+            own with these layers, also inside a nested backbone).
+
+    Returns:
+        A `keras.Model` whose output is a dict `{layer name: weights}` in float32, keyed as
+        `attention_layers` names them.
+
+    Raises:
+        ValueError: the model has no attention layer, or one is used more than once.
+
+    Example:
+
+    >>> weights = attention_model(model).predict(images)
+    >>> weights["stage3_block1_conv2"].shape      # a SKNet's selective kernel
+    (8, 2, 256)
+    """
+    if not attention_layers(model):
+        raise ValueError(
+            f"{model.name!r} has no SqueezeExcite, SelectiveKernel or SplitAttention layer: "
+            "there is no attention to read."
+        )
+    outputs = _symbolic_weights(model)
+    return keras.Model(model.inputs, outputs, name=f"{model.name}_attention")
+
+
+def _symbolic_weights(model):
+    """`{name: symbolic weights}` of `model`'s attention layers, in `model`'s own graph."""
+    outputs = {}
+    for layer in model.layers:
+        if isinstance(layer, ATTENTION_LAYERS):
+            outputs[layer.name] = _AttentionReader(layer)(_only_input(layer))
+        elif isinstance(layer, keras.Model) and attention_layers(layer):
+            inner = keras.Model(layer.inputs, _symbolic_weights(layer))
+            for name, weights in inner(_only_input(layer)).items():
+                outputs[f"{layer.name}/{name}"] = weights
+    return outputs
+
+
+class _AttentionReader(keras.layers.Layer):
+    """One graph node that runs `layer.attention_weights` (the gate's sublayers, called on
+    their own, would enter the graph under names that repeat from block to block)."""
+
+    def __init__(self, layer):
+        super().__init__(name=f"{layer.name}_attention", dtype="float32")
+        self.layer = layer
+
+    def call(self, inputs):
+        weights = self.layer.attention_weights(inputs)
+        channels = weights.shape[-1]
+        if isinstance(self.layer, SqueezeExcite):
+            return ops.reshape(weights, (-1, channels))
+        return ops.reshape(weights, (-1, weights.shape[-2], channels))
+
+
+def _only_input(layer):
+    nodes = layer._inbound_nodes  # noqa: SLF001 (Keras keeps a layer's calls nowhere public)
+    if len(nodes) != 1:
+        raise ValueError(
+            f"Layer {layer.name!r} is called {len(nodes)} times in the model; attention can be "
+            "read only from layers that run once."
+        )
+    inputs = nodes[0].input_tensors
+    return inputs[0] if len(inputs) == 1 else inputs
+
+
+@dataclasses.dataclass(frozen=True)
+class ExcitationProfile:
+    """Mean attention weights per class, as `excitation_profile` measures them.
+
+    Attributes:
+        classes: the class ids, sorted, one row of every array per class.
+        class_names: a name per class id in `classes`.
+        counts: number of images of each class.
+        means: `{layer name: (classes, channels)}` for SE gates and
+            `(classes, branches, channels)` for SK and split attention, in depth order.
+    """
+
+    classes: np.ndarray
+    class_names: tuple
+    counts: np.ndarray
+    means: dict
+
+
+def excitation_profile(model, images, labels, class_names=None, batch_size=32, verbose=0):
+    """Mean attention weights per (block, class, channel): the SENet paper's Fig. 6.
+
+    Args:
+        model: the network (see `attention_model`).
+        images: what `model` takes, `(n, height, width, 3)` (preprocessed as for `predict`).
+        labels: `n` integer class ids (the true classes, or `model`'s predictions).
+        class_names: names of the class ids, a sequence indexed by class id; default: the ids.
+        batch_size, verbose: as `keras.Model.predict` takes them (verbose="auto" shows a
+            progress bar).
+
+    Returns:
+        An `ExcitationProfile`.
+
+    Example:
+
+    >>> profile = excitation_profile(model, images, labels)
+    >>> profile.means["stage3_block3_se"].shape   # 10 classes, 64 channels
+    (10, 64)
+    """
+    images = np.asarray(images)
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
+        raise ValueError(
+            f"`labels` must hold one class id per image: {images.shape[0]} images; received "
+            f"labels of shape {labels.shape}."
+        )
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"`labels` must be integer class ids; received dtype {labels.dtype}.")
+    weights = attention_model(model).predict(images, batch_size=batch_size, verbose=verbose)
+    classes, counts = np.unique(labels, return_counts=True)
+    means = {name: np.stack([values[labels == label].mean(axis=0) for label in classes])
+             for name, values in _in_depth_order(model, weights)}
+    names = tuple(str(class_names[label] if class_names is not None else label)
+                  for label in classes)
+    return ExcitationProfile(classes=classes, class_names=names, counts=counts, means=means)
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelSelection:
+    """Mean Selective Kernel branch weights at each scale, as `kernel_selection` measures them.
+
+    Attributes:
+        scales: the enlargement factors, one row of every array per scale.
+        kernel_sizes: `{layer name: receptive field of each branch}`, e.g. `(3, 5)`.
+        means: `{layer name: (scales, branches, channels)}`, in depth order.
+    """
+
+    scales: tuple
+    kernel_sizes: dict
+    means: dict
+
+    def difference(self, name):
+        """Mean weight of the largest kernel minus the smallest, `(scales, channels)`: the
+        SKNet paper's "attention difference" (Fig. 3)."""
+        return self.means[name][:, -1] - self.means[name][:, 0]
+
+
+def kernel_selection(model, images, scales=(1.0, 1.5, 2.0), batch_size=32, verbose=0):
+    """Selective Kernel branch weights as the object grows: the SKNet paper's Figs. 3-4.
+
+    Each image is enlarged by cropping its central `1 / scale` and resizing it back to the
+    full size (bilinear), as the paper enlarges objects; the SK layers' branch weights are
+    averaged over the images for each scale. The paper finds that larger objects put more
+    weight on the larger kernels in the early stages.
+
+    Args:
+        model: a network with `SelectiveKernel` layers (SKNet, SK-ResNet, your own).
+        images: what `model` takes, `(n, height, width, 3)`.
+        scales: enlargement factors, each >= 1.
+        batch_size, verbose: as `keras.Model.predict` takes them.
+
+    Returns:
+        A `KernelSelection`.
+
+    Example:
+
+    >>> selection = kernel_selection(model, images, scales=(1.0, 1.5, 2.0))
+    >>> selection.difference("stage2_block1_conv2").mean(axis=-1)   # one value per scale
+    """
+    scales = tuple(float(scale) for scale in scales)
+    if not scales or min(scales) < 1.0:
+        raise ValueError(f"`scales` must be enlargement factors >= 1; received {scales!r}.")
+    layers = {name: layer for name, layer in attention_layers(model)
+              if isinstance(layer, SelectiveKernel)}
+    if not layers:
+        raise ValueError(
+            f"{model.name!r} has no SelectiveKernel layer; kernel_selection reads SK branch "
+            "weights (attention_model reads every kind of attention)."
+        )
+    reader = attention_model(model)
+    per_scale = []
+    for scale in scales:
+        weights = reader.predict(enlarge(images, scale), batch_size=batch_size,
+                                 verbose=verbose)
+        per_scale.append({name: weights[name].mean(axis=0) for name in layers})
+    means = {name: np.stack([weights[name] for weights in per_scale]) for name in layers}
+    kernel_sizes = {name: tuple(layer.kernel_size) for name, layer in layers.items()}
+    return KernelSelection(scales=scales, kernel_sizes=kernel_sizes, means=means)
+
+
+def enlarge(images, scale):
+    """Crops the central `1 / scale` of each image and resizes it back (bilinear):
+    the object appears `scale` times larger. `images`: `(n, height, width, channels)`."""
+    images = np.asarray(images, "float32")
+    if images.ndim != 4:
+        raise ValueError(f"`images` must be (n, height, width, channels); received shape "
+                         f"{images.shape}.")
+    if scale == 1.0:
+        return images
+    height, width = images.shape[1:3]
+    crop_height, crop_width = round(height / scale), round(width / scale)
+    top, left = (height - crop_height) // 2, (width - crop_width) // 2
+    crop = images[:, top:top + crop_height, left:left + crop_width]
+    return np.asarray(ops.image.resize(crop, (height, width), interpolation="bilinear",
+                                       antialias=False))
+
+
+def _in_depth_order(model, weights):
+    return [(name, np.asarray(weights[name])) for name, _ in attention_layers(model)]
+
+
+def plot_excitation(profile, layers=None, branch=0, max_panels=6, path=None):
+    """Mean excitation against channel index, one line per class, one panel per block.
+
+    Args:
+        profile: an `ExcitationProfile`.
+        layers: the layer names to draw; default: up to `max_panels` spread over the depth
+            (the SENet figure shows blocks from the middle to the last stage).
+        branch: for SK and split attention, which branch's (split's) weight to draw.
+        max_panels: most panels drawn when `layers` is not given.
+        path: where to save the figure as a PNG (written whole or not at all).
+
+    Returns:
+        The matplotlib `Figure`.
+    """
+    pyplot = _pyplot()
+    names = _pick(list(profile.means), layers, max_panels)
+    columns = min(3, len(names))
+    rows = -(-len(names) // columns)
+    figure, axes = pyplot.subplots(rows, columns, figsize=(4.2 * columns, 3.0 * rows),
+                                   squeeze=False, layout="constrained")
+    for axis, name in zip(axes.flat, names):
+        means = profile.means[name]
+        if means.ndim == 3:
+            if not 0 <= branch < means.shape[1]:
+                raise ValueError(f"`branch` must be in [0, {means.shape[1]}) for {name!r}; "
+                                 f"received branch={branch}.")
+            means = means[:, branch]
+        for label, values in zip(profile.class_names, means):
+            axis.plot(np.arange(values.shape[-1]), values, linewidth=0.8, label=label)
+        axis.set_title(name if profile.means[name].ndim == 2 else f"{name} (branch {branch})",
+                       fontsize=9)
+        axis.set_xlabel("channel index", fontsize=8)
+        axis.set_ylabel("mean activation", fontsize=8)
+        axis.tick_params(labelsize=7)
+    for axis in list(axes.flat)[len(names):]:
+        axis.remove()
+    axes.flat[0].legend(fontsize=6, ncol=2, title="class", title_fontsize=7)
+    return _finish(figure, path)
+
+
+def plot_kernel_selection(selection, layers=None, path=None):
+    """The SKNet paper's two views of kernel selection as objects grow.
+
+    Left: per block, the mean attention difference (largest kernel minus smallest, averaged
+    over channels) at each scale (Fig. 4). Right: the difference per channel at each scale
+    for one block (Fig. 3): the block in `layers[0]`, default the one whose mean
+    difference changes most with scale.
+
+    Args:
+        selection: a `KernelSelection`.
+        layers: the layer names of the left panel (default: all); the first is drawn per
+            channel.
+        path: where to save the figure as a PNG.
+
+    Returns:
+        The matplotlib `Figure`.
+    """
+    pyplot = _pyplot()
+    names = _pick(list(selection.means), layers, None)
+    mean_difference = np.stack([selection.difference(name).mean(axis=-1) for name in names])
+    if layers:
+        detail = names[0]
+    else:
+        detail = names[int(np.argmax(np.ptp(mean_difference, axis=1)))]
+    figure, (bars, channels) = pyplot.subplots(
+        1, 2, figsize=(11, 3.4), layout="constrained", width_ratios=(1.4, 1))
+    width = 0.8 / len(selection.scales)
+    positions = np.arange(len(names))
+    for index, scale in enumerate(selection.scales):
+        bars.bar(positions + index * width, mean_difference[:, index], width,
+                 label=f"{scale:g}x")
+    bars.set_xticks(positions + width * (len(selection.scales) - 1) / 2)
+    bars.set_xticklabels([name.rsplit("_", 1)[0] for name in names], rotation=60,
+                         fontsize=7, ha="right")
+    bars.axhline(0, color="black", linewidth=0.5)
+    small, large = (selection.kernel_sizes[names[0]][i] for i in (0, -1))
+    bars.set_ylabel(f"mean attention {large}x{large} - {small}x{small}", fontsize=8)
+    bars.legend(title="object scale", fontsize=7, title_fontsize=7)
+    for index, scale in enumerate(selection.scales):
+        channels.plot(selection.difference(detail)[index], linewidth=0.8, label=f"{scale:g}x")
+    channels.axhline(0, color="black", linewidth=0.5)
+    channels.set_title(detail, fontsize=9)
+    channels.set_xlabel("channel index", fontsize=8)
+    channels.set_ylabel("attention difference", fontsize=8)
+    channels.legend(title="object scale", fontsize=7, title_fontsize=7)
+    return _finish(figure, path)
+
+
+def _pick(available, requested, most):
+    if requested:
+        unknown = [name for name in requested if name not in available]
+        if unknown:
+            raise ValueError(f"Unknown layers {unknown}; the profile has {available}.")
+        return list(requested)
+    if most is None or len(available) <= most:
+        return available
+    return [available[int(i)] for i in np.linspace(0, len(available) - 1, most).round()]
+
+
+def _pyplot():
+    try:
+        from matplotlib import pyplot
+    except ImportError:
+        raise ImportError(
+            'Plotting needs matplotlib: pip install "keras-attn[plot]".'
+        ) from None
+    return pyplot
+
+
+def _finish(figure, path):
+    if path is not None:
+        path = os.fspath(path)
+        directory = os.path.dirname(os.path.abspath(path))
+        # Saved beside and renamed: an interrupted save never leaves half a PNG at `path`.
+        handle, part = tempfile.mkstemp(suffix=".png", dir=directory)
+        os.close(handle)
+        try:
+            figure.savefig(part, dpi=120)
+            os.replace(part, path)
+        finally:
+            if os.path.exists(part):
+                os.remove(part)
+    return figure

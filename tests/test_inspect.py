@@ -1,0 +1,224 @@
+"""keras_attn.inspect: the attention weights read out of a network, their profiles and plots."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from keras_attn import inspect
+from keras_attn.applications import get_model
+from keras_attn.layers import SelectiveKernel, SplitAttention, SqueezeExcite
+
+SMALL = {"widths": (16, 32, 64, 128), "depths": (1, 2, 1, 1), "input_shape": (48, 48, 3),
+         "classes": 5}
+NAMES = {"se": "seresnext50_32x4d", "sk": "skresnet18", "splat": "resnest50d"}
+
+
+@pytest.fixture(scope="module")
+def models():
+    keras.utils.set_random_seed(0)
+    return {kind: get_model(name, **SMALL) for kind, name in NAMES.items()}
+
+
+@pytest.fixture(scope="module")
+def images():
+    return np.random.default_rng(0).normal(size=(6, 48, 48, 3)).astype("float32")
+
+
+@pytest.fixture(scope="module")
+def read(models, images):
+    """`{kind: (attention model, its outputs on images)}`."""
+    result = {}
+    for kind, model in models.items():
+        reader = inspect.attention_model(model)
+        result[kind] = reader, reader.predict(images, verbose=0)
+    return result
+
+
+def _inside(model, layer, images):
+    """What `layer` receives and returns inside `model`."""
+    probe = keras.Model(model.input, [layer.input, layer.output])
+    return [np.asarray(x) for x in probe(images)]
+
+
+@pytest.mark.parametrize("kind, layer_type, branches", [
+    ("se", SqueezeExcite, None), ("sk", SelectiveKernel, 2), ("splat", SplitAttention, 2)])
+def test_attention_model_reads_every_layer_with_its_shape(models, read, images, kind,
+                                                          layer_type, branches):
+    model = models[kind]
+    layers = [layer for layer in model.layers if isinstance(layer, layer_type)]
+    _, outputs = read[kind]
+    assert list(outputs) == [layer.name for layer in layers]  # in depth order, keyed by name
+    assert len(layers) == sum(SMALL["depths"])
+    for layer in layers:
+        channels = layer.output.shape[-1]
+        expected = (6, channels) if branches is None else (6, branches, channels)
+        assert outputs[layer.name].shape == expected
+        assert outputs[layer.name].dtype == np.float32
+
+
+def test_squeeze_excite_gates_are_in_0_1_and_are_what_the_block_multiplies(models, read,
+                                                                            images):
+    model = models["se"]
+    _, outputs = read["se"]
+    for name, gates in outputs.items():
+        assert np.all((gates > 0) & (gates < 1)), name
+        inputs, gated = _inside(model, model.get_layer(name), images)
+        np.testing.assert_allclose(gated, inputs * gates[:, None, None, :], rtol=1e-6,
+                                   atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["sk", "splat"])
+def test_branch_weights_sum_to_one_and_equal_the_layers_own(models, read, images, kind):
+    model = models[kind]
+    _, outputs = read[kind]
+    for name, weights in outputs.items():
+        assert np.all((weights > 0) & (weights < 1)), name
+        np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-6)
+        layer = model.get_layer(name)
+        inputs, _ = _inside(model, layer, images)
+        own = np.asarray(layer.attention_weights(inputs))  # (batch, 1, 1, branches, channels)
+        np.testing.assert_allclose(weights, own[:, 0, 0], atol=1e-6)
+
+
+def test_attention_model_of_a_nested_backbone():
+    backbone = get_model("seresnet18", include_top=False, widths=(8, 8, 16, 16),
+                         depths=(1, 1, 1, 1), input_shape=(32, 32, 3))
+    inputs = keras.Input((32, 32, 3))
+    outputs = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(backbone(inputs)))
+    model = keras.Model(inputs, outputs)
+    images = np.random.default_rng(1).normal(size=(2, 32, 32, 3)).astype("float32")
+
+    weights = inspect.attention_model(model).predict(images, verbose=0)
+
+    assert list(weights) == [f"{backbone.name}/stage{i}_block1_se" for i in range(1, 5)]
+    direct = inspect.attention_model(backbone).predict(images, verbose=0)
+    for name, values in direct.items():
+        np.testing.assert_allclose(weights[f"{backbone.name}/{name}"], values, atol=1e-6)
+
+
+def test_attention_model_refuses_a_model_without_attention():
+    inputs = keras.Input((8, 8, 3))
+    plain = keras.Model(inputs, keras.layers.Conv2D(4, 3)(inputs), name="plain")
+    with pytest.raises(ValueError, match="'plain' has no SqueezeExcite, SelectiveKernel or "
+                                         "SplitAttention layer"):
+        inspect.attention_model(plain)
+
+
+def test_attention_model_refuses_a_layer_called_twice():
+    inputs = keras.Input((8, 8, 16))
+    gate = SqueezeExcite(rd_channels=4, name="shared_se")
+    model = keras.Model(inputs, gate(gate(inputs)))
+    with pytest.raises(ValueError, match="'shared_se' is called 2 times"):
+        inspect.attention_model(model)
+
+
+def test_excitation_profile_is_the_mean_per_class(models, read, images):
+    labels = np.array([2, 0, 2, 4, 0, 2])
+    profile = inspect.excitation_profile(models["splat"], images, labels,
+                                         class_names=["a", "b", "c", "d", "e"])
+    _, outputs = read["splat"]
+    np.testing.assert_array_equal(profile.classes, [0, 2, 4])
+    np.testing.assert_array_equal(profile.counts, [2, 3, 1])
+    assert profile.class_names == ("a", "c", "e")
+    assert list(profile.means) == list(outputs)
+    for name, values in outputs.items():
+        assert profile.means[name].shape == (3,) + values.shape[1:]
+        np.testing.assert_allclose(profile.means[name][1], values[[0, 2, 5]].mean(axis=0),
+                                   atol=1e-6)
+        np.testing.assert_allclose(profile.means[name][2], values[3], atol=1e-6)
+
+
+def test_excitation_profile_rejects_labels_that_do_not_fit(models, images):
+    with pytest.raises(ValueError, match="one class id per image: 6 images; received labels "
+                                         r"of shape \(5,\)"):
+        inspect.excitation_profile(models["se"], images, np.zeros(5, int))
+    with pytest.raises(ValueError, match="integer class ids; received dtype float64"):
+        inspect.excitation_profile(models["se"], images, np.zeros(6))
+
+
+def test_enlarge_crops_the_center_and_resizes_it_back():
+    image = np.zeros((1, 8, 8, 1), "float32")
+    image[0, 3:5, 3:5] = 1.0  # a 2x2 object in the middle
+    enlarged = inspect.enlarge(image, 2.0)[0, :, :, 0]
+    # The central 4x4 resized to 8x8, bilinear with half-pixel centers: the object is 4 wide.
+    profile = np.array([0, 0.25, 0.75, 1, 1, 0.75, 0.25, 0])
+    np.testing.assert_allclose(enlarged, np.outer(profile, profile), atol=1e-6)
+    np.testing.assert_array_equal(inspect.enlarge(image, 1.0), image)
+
+
+def test_kernel_selection_averages_the_branch_weights_per_scale(models, read, images):
+    selection = inspect.kernel_selection(models["sk"], images, scales=(1, 2))
+    _, outputs = read["sk"]
+    assert selection.scales == (1.0, 2.0)
+    assert list(selection.means) == list(outputs)
+    reader = inspect.attention_model(models["sk"])
+    doubled = reader.predict(inspect.enlarge(images, 2.0), verbose=0)
+    for name, values in outputs.items():
+        assert selection.kernel_sizes[name] == (3, 5)
+        np.testing.assert_allclose(selection.means[name][0], values.mean(axis=0), atol=1e-6)
+        np.testing.assert_allclose(selection.means[name][1], doubled[name].mean(axis=0),
+                                   atol=1e-6)
+        np.testing.assert_allclose(selection.difference(name),
+                                   selection.means[name][:, 1] - selection.means[name][:, 0])
+
+
+def test_kernel_selection_rejects_bad_input(models, images):
+    with pytest.raises(ValueError, match="has no SelectiveKernel layer"):
+        inspect.kernel_selection(models["se"], images)
+    with pytest.raises(ValueError, match=r"`scales` must be enlargement factors >= 1; "
+                                         r"received \(0.5, 1.0\)"):
+        inspect.kernel_selection(models["sk"], images, scales=(0.5, 1.0))
+
+
+def _png_written(path):
+    with open(path, "rb") as file:
+        return file.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plots_are_saved_as_png(models, images, tmp_path):
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    profile = inspect.excitation_profile(models["se"], images, labels)
+    figure = inspect.plot_excitation(profile, max_panels=4, path=tmp_path / "excitation.png")
+    assert _png_written(tmp_path / "excitation.png")
+    assert [axis.get_title() for axis in figure.axes] == [
+        "stage1_block1_se", "stage2_block1_se", "stage3_block1_se", "stage4_block1_se"]
+    assert len(figure.axes[0].lines) == 3  # one line per class
+
+    splat = inspect.excitation_profile(models["splat"], images, labels)
+    figure = inspect.plot_excitation(splat, layers=["stage2_block1_conv2"], branch=1,
+                                     path=tmp_path / "split.png")
+    assert _png_written(tmp_path / "split.png")
+    assert figure.axes[0].get_title() == "stage2_block1_conv2 (branch 1)"
+
+    selection = inspect.kernel_selection(models["sk"], images)
+    figure = inspect.plot_kernel_selection(selection, path=tmp_path / "selection.png")
+    assert _png_written(tmp_path / "selection.png")
+    bars, channels = figure.axes
+    assert len(bars.patches) == 3 * len(selection.means)  # one bar per block and scale
+    assert len(channels.lines) == 3 + 1  # one line per scale, and the zero line
+
+
+def test_plot_errors_name_the_problem(models, images):
+    profile = inspect.excitation_profile(models["sk"], images, np.zeros(6, int))
+    with pytest.raises(ValueError, match=r"Unknown layers \['stage9'\]"):
+        inspect.plot_excitation(profile, layers=["stage9"])
+    with pytest.raises(ValueError, match=r"`branch` must be in \[0, 2\) for "
+                                         "'stage1_block1_conv1'; received branch=2"):
+        inspect.plot_excitation(profile, branch=2)
+
+
+def test_an_interrupted_save_leaves_no_file(models, images, tmp_path, monkeypatch):
+    profile = inspect.excitation_profile(models["se"], images, np.zeros(6, int))
+    figure_class = type(inspect.plot_excitation(profile))
+
+    def fail_midway(self, path, **kwargs):
+        with open(path, "wb") as file:
+            file.write(b"\x89PNG half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(figure_class, "savefig", fail_midway)
+    with pytest.raises(KeyboardInterrupt):
+        inspect.plot_excitation(profile, path=tmp_path / "excitation.png")
+    assert os.listdir(tmp_path) == []
