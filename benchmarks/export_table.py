@@ -5,9 +5,11 @@
     python -m benchmarks.export_table --full             # full-width networks at 224 (slow)
 
 Two measurements, side by side in one run:
-1. Every family, random weights with random BatchNorm statistics: top-1 agreement with Keras
-   on random pixels (the same 32 images for every file), max abs error of the probabilities,
-   and file size. By default the networks are shrunk (widths 16-128, one block per stage,
+1. Every family, random weights with random BatchNorm statistics: top-1 agreement of the
+   logits with Keras on random pixels (the same 32 images for every file), max abs error of
+   the logits, and file size. Logits, not probabilities: a random 1000-class network's
+   probabilities are all near 1/1000, below int8 SOFTMAX's output step of 1/256. By default
+   the networks are shrunk (widths 16-128, one block per stage,
    64x64) so the run takes minutes on two cores; --full measures the published sizes.
 2. The README's trained digits network (`--digits-weights`, from `keras-attn train`; trained
    here for a few epochs when not given): top-1 accuracy of each file on the 359 held-out
@@ -41,13 +43,14 @@ FAMILIES = {  # family: (registry name, shrunk overrides)
 }
 
 
-def measure(model, images, calibration, labels=None):
-    """One row per quantization: (quantization, agreement, max error, size, accuracy)."""
+def measure(model, images, calibration, labels=None, logits=False):
+    """One row per quantization: (quantization, agreement, max error, size, accuracy);
+    the error is of the probabilities, or of the logits with `logits=True`."""
     config = serving.serving_config(model)
-    expected = np.asarray(serving.probabilities_fn(model, config)(images))
+    expected = np.asarray(serving.probabilities_fn(model, config, logits)(images))
     rows = []
     for quantization in QUANTIZATIONS:
-        content = tflite_export.convert(model, config, quantization, calibration)
+        content = tflite_export.convert(model, config, quantization, calibration, logits)
         actual = tflite_export.run(content, images)
         error, agreement = verify.compare(expected, actual)
         accuracy = None if labels is None else float(np.mean(actual.argmax(-1) == labels))
@@ -62,11 +65,11 @@ def family_table(full):
              "|---|---|---:|---|---|---|---|"]
     for family, (name, small) in FAMILIES.items():
         overrides = {} if full else small
-        model = get_model(name, **overrides)
+        model = get_model(name, classifier_activation=None, **overrides)
         testing.perturb_batch_norm_statistics(model)
         size = model.input_shape[1]
         images = rng.uniform(0, 255, (32, size, size, 3)).astype("float32")
-        rows, _ = measure(model, images, images[:16])
+        rows, _ = measure(model, images, images[:16], logits=True)
         cells = [f"{agreement:.0%}, {size_bytes / 2**20:.1f} MiB"
                  for _, agreement, _, size_bytes, _ in rows]
         shrunk = " (shrunk)" if "widths" in overrides else ""

@@ -98,11 +98,22 @@ def returns_probabilities(model):
     )
 
 
-def probabilities_fn(model, config):
-    """`images (batch, size, size, 3) float32 in [0, 255] -> probabilities (batch, classes)`."""
+def probabilities_fn(model, config, logits=False):
+    """`images (batch, size, size, 3) float32 in [0, 255] -> probabilities (batch, classes)`.
+
+    With `logits=True` it returns the classifier's scores before softmax instead (the model
+    must be built with `classifier_activation=None`): what int8 is measured on, since int8
+    `SOFTMAX` has a fixed output step of 1/256 that near-uniform probabilities fall below.
+    """
     mean = tf.constant(config.mean, tf.float32) * 255.0
     scale = 1.0 / (tf.constant(config.std, tf.float32) * 255.0)
     softmax = not returns_probabilities(model)
+    if logits and not softmax:
+        raise ValueError(
+            f"`logits=True` needs a model that returns logits; {model.name!r} ends in softmax. "
+            "Build it with classifier_activation=None."
+        )
+    softmax = softmax and not logits
 
     def probabilities(images):
         # A signature's shape is not enforced when it is called (TF Serving, a loaded

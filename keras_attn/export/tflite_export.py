@@ -94,8 +94,9 @@ def tflite(model, path, quantization=None, representative_data=None, *, weights=
     return report
 
 
-def convert(model, config, quantization=None, representative_data=None):
-    """The TFLite flatbuffer (bytes) of `model` behind the pixels-in, probabilities-out graph."""
+def convert(model, config, quantization=None, representative_data=None, logits=False):
+    """The TFLite flatbuffer (bytes) of `model` behind the pixels-in, probabilities-out graph
+    (logits out with `logits=True`, see `serving.probabilities_fn`)."""
     # Through a SavedModel, as Keras' own LiteRT export does: its variables are frozen into
     # constants (BatchNorm folds into the convolutions), where a concrete function's stay
     # resource variables.
@@ -104,7 +105,8 @@ def convert(model, config, quantization=None, representative_data=None):
     # quantize them as activations.
     with tempfile.TemporaryDirectory() as scratch, grouped_conv_implementation("native"):
         serving.write_saved_model(model, scratch, {"serving_default": (
-            serving.probabilities_fn(model, config), [serving.pixels_signature(config)])})
+            serving.probabilities_fn(model, config, logits),
+            [serving.pixels_signature(config)])})
         converter = tf.lite.TFLiteConverter.from_saved_model(scratch)
         return configure_converter(converter, config, quantization, representative_data).convert()
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from keras_attn import export
+from keras_attn.applications import get_model, imagenet_utils
 from keras_attn.export import serving, tflite_export
-from tests.export.conftest import small_model
+from tests.export.conftest import FAMILIES, small_model
 
 # Builtin operators are named in capitals (CONV_2D); Flex ops ("FlexConv2D") and custom ops
 # are not.
@@ -50,6 +51,21 @@ def test_quantized_files_convert_and_run_with_builtins_only(quantization, tmp_pa
         assert {"QUANTIZE", "DEQUANTIZE"} <= set(operators)
         details = tflite_export.interpreter(str(path)).get_tensor_details()
         assert any(d["dtype"] == np.int8 and len(d["shape"]) == 4 for d in details)
+
+
+def test_logits_convert_to_the_classifiers_scores_before_softmax():
+    model = get_model("seresnet50", classifier_activation=None, classes=10,
+                      **FAMILIES["SE-ResNet"][1])
+    config = serving.serving_config(model)
+    images = _calibration(seed=3, count=2)
+    logits = np.asarray(serving.probabilities_fn(model, config, logits=True)(images))
+    expected = model.predict(imagenet_utils.preprocess_input(images), verbose=0)
+    np.testing.assert_allclose(logits, expected, atol=1e-5)
+    content = tflite_export.convert(model, config, logits=True)
+    np.testing.assert_allclose(tflite_export.run(content, images), logits, atol=1e-4)
+    with pytest.raises(ValueError, match="`logits=True` needs a model that returns logits; "
+                                         "'seresnet50' ends in softmax"):
+        serving.probabilities_fn(small_model("SE-ResNet"), config, logits=True)
 
 
 def test_int8_needs_representative_data_of_the_right_shape(tmp_path):
