@@ -5,6 +5,8 @@
 - `keras_attn.convert`: timm checkpoints -> Keras weights (`load_timm_weights`, `from_timm`).
 - `keras_attn.inspect`: the attention weights of a network, excitation profiles, kernel
   selection, and their plots.
+- `keras_attn.export`: SavedModel for TF Serving and TFLite, verified before they land.
+- `keras_attn.training`: the training program (`keras-attn train`) on `tf.distribute`.
 """
 
 __version__ = "0.1.0"
@@ -13,12 +15,15 @@ import importlib
 
 from keras_attn import applications, convert, inspect, layers, weights  # noqa: E402
 
-__all__ = ["applications", "convert", "data", "inspect", "layers", "weights"]
+__all__ = ["applications", "convert", "data", "export", "inspect", "layers", "training",
+           "weights"]
+
+# Modules that need TensorFlow: loaded on first use, so that `import keras_attn` works under
+# the JAX and PyTorch backends on machines without TensorFlow.
+_LAZY = ("data", "export", "training")
 
 
 def __getattr__(name):
-    # `data` decodes images with TensorFlow; loading it on first use keeps `import keras_attn`
-    # working under the JAX and PyTorch backends on machines without TensorFlow.
-    if name == "data":
-        return importlib.import_module("keras_attn.data")
+    if name in _LAZY:
+        return importlib.import_module(f"keras_attn.{name}")
     raise AttributeError(f"module 'keras_attn' has no attribute {name!r}")
