@@ -72,7 +72,7 @@ def test_readme_python_examples_run(tmp_path, monkeypatch, capsys, checkpoint_se
     monkeypatch.chdir(tmp_path)
     pixels = np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)
     tf.io.write_file("cat.jpg", tf.io.encode_jpeg(pixels))
-    quickstart, shrink, layers, _, grouped, data_parallel = _code_blocks("python")
+    quickstart, shrink, layers, _, attention, grouped, data_parallel = _code_blocks("python")
     namespace = {}
     exec(quickstart, namespace)  # noqa: S102 (the README's own code)
     printed = capsys.readouterr().out.strip().splitlines()[-5:]  # after predict's progress bar
@@ -82,6 +82,10 @@ def test_readme_python_examples_run(tmp_path, monkeypatch, capsys, checkpoint_se
     assert sorted(namespace["backbone"].output) == ["P2", "P3", "P4", "P5"]
     exec(layers, namespace)  # noqa: S102
     assert tuple(namespace["x"].shape) == (None, None, None, 128)
+    exec(attention, namespace)  # noqa: S102
+    assert set(namespace["weights"]) == set(namespace["selection"].means)  # every SK layer
+    assert [open(name, "rb").read(4) for name in ("excitation.png", "kernel_selection.png")] \
+        == [b"\x89PNG"] * 2
     exec(grouped, namespace)  # noqa: S102
     assert namespace["probabilities"].shape == (2, 10)
     # The DataParallel example needs KERAS_BACKEND=jax: tests/backends/test_jax.py runs the
