@@ -51,7 +51,7 @@ def measure(model, images, calibration, labels=None, logits=False):
     rows = []
     for quantization in QUANTIZATIONS:
         content = tflite_export.convert(model, config, quantization, calibration, logits)
-        actual = tflite_export.run(content, images)
+        actual = tflite_export.run_tflite(content, images)
         error, agreement = verify.compare(expected, actual)
         accuracy = None if labels is None else float(np.mean(actual.argmax(-1) == labels))
         rows.append((quantization or "float32", agreement, error, len(content), accuracy))

@@ -84,7 +84,7 @@ def tflite(model, path, quantization=None, representative_data=None, *, weights=
         with open(part, "wb") as file:
             file.write(content)
         report = verified_report(
-            model, config, images, run(part, images), (max_abs_error, min_top1_agreement),
+            model, config, images, run_tflite(part, images), (max_abs_error, min_top1_agreement),
             path=path, format="tflite", quantization=quantization, size_bytes=len(content),
         )
         os.replace(part, path)
@@ -167,8 +167,21 @@ def operators(path_or_content):
     return sorted({op["op_name"] for op in details})
 
 
-def run(path_or_content, images):
-    """Runs a TFLite classifier on float32 pixels; returns the probabilities (numpy)."""
+def run_tflite(path_or_content, images):
+    """Runs a TFLite classifier on float32 pixels with LiteRT; returns its output (numpy).
+
+    The same calls a phone makes (`Interpreter`, resize, allocate, set, invoke, get), so a file
+    checked here behaves the same there.
+
+    Args:
+        path_or_content: a `.tflite` path or the file's bytes.
+        images: pixels of shape `(batch, height, width, 3)`, in what the model was exported for
+            (by `keras_attn.export.tflite`: RGB in [0, 255]).
+
+    Example:
+
+        probabilities = keras_attn.export.run_tflite("resnest50d.tflite", pixels)
+    """
     images = np.asarray(images, "float32")
     runner = interpreter(path_or_content)
     input_index = runner.get_input_details()[0]["index"]

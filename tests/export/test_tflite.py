@@ -32,7 +32,7 @@ def test_every_family_converts_to_builtins_within_1e4_of_keras(family_model, tmp
     # The file runs on its own, on any batch size.
     config = serving.serving_config(family_model)
     images = np.random.default_rng(2).uniform(0, 255, (3, config.size, config.size, 3))
-    np.testing.assert_allclose(tflite_export.run(str(path), images),
+    np.testing.assert_allclose(export.run_tflite(str(path), images),
                                serving.probabilities_fn(family_model, config)(images), atol=1e-4)
 
 
@@ -62,7 +62,7 @@ def test_logits_convert_to_the_classifiers_scores_before_softmax():
     expected = model.predict(imagenet_utils.preprocess_input(images), verbose=0)
     np.testing.assert_allclose(logits, expected, atol=1e-5)
     content = tflite_export.convert(model, config, logits=True)
-    np.testing.assert_allclose(tflite_export.run(content, images), logits, atol=1e-4)
+    np.testing.assert_allclose(export.run_tflite(content, images), logits, atol=1e-4)
     with pytest.raises(ValueError, match="`logits=True` needs a model that returns logits; "
                                          "'seresnet50' ends in softmax"):
         serving.probabilities_fn(small_model("SE-ResNet"), config, logits=True)
@@ -84,7 +84,7 @@ def test_a_failed_verification_keeps_the_previous_file(tmp_path, monkeypatch):
     model = small_model("SE-ResNeXt")
     path = tmp_path / "model.tflite"
     path.write_bytes(b"previous")
-    monkeypatch.setattr(tflite_export, "run",
+    monkeypatch.setattr(tflite_export, "run_tflite",
                         lambda path, images: np.zeros((len(images), 10), "float32"))
     with pytest.raises(export.ExportVerificationError, match=r"max abs error .* > 0\.0001"):
         export.tflite(model, path)
