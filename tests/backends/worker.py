@@ -29,7 +29,8 @@ FAMILIES = {
 
 
 def _outputs(model, images):
-    return keras.ops.convert_to_numpy(model(images, training=False))
+    # predict compiles the whole network once; an eager call under JAX compiles op by op.
+    return model.predict(images, batch_size=len(images), verbose=0)
 
 
 def save(folder):
