@@ -1,27 +1,34 @@
 """A grouped convolution that runs near dense speed wherever the network runs.
 
-Keras' `Conv2D(groups=g)` is exact but slow on TensorFlow's CPU: TensorFlow has no CPU kernel
-for grouped convolutions, so Keras compiles each one with XLA, whose CPU code ran ResNeXt-50's
-32-group 3x3 convolutions 1.2-8.8x slower than the packed form below, and whose gradient
-outside XLA 33-190x slower (`python -m benchmarks.grouped_conv`, 2-core AVX2 CPU).
-Dense convolutions, in contrast, run at full speed through oneDNN once each sees enough
+Keras' `Conv2D(groups=g)` is exact but slow on TensorFlow's CPU unless oneDNN is on: TensorFlow's
+own (Eigen) CPU kernels have no gradient for grouped convolutions, so Keras compiles each one
+with XLA, whose CPU code ran ResNeXt-50's 32-group 3x3 convolutions 1.2-8.8x slower than the
+packed form below, and whose gradient 33-190x slower (`python -m benchmarks.grouped_conv`,
+2-core AVX2 CPU). Dense convolutions, in contrast, run at full speed once each sees enough
 channels. `GroupedConv2D` therefore keeps `Conv2D`'s weights (same kernel shape, same name,
 same checkpoints) and chooses how to compute them:
 
 - `"native"`: the backend's grouped convolution. Fastest where the backend has a real kernel
-  for it (cuDNN on GPU, oneDNN under PyTorch on CPU), and what TFLite runs as one `CONV_2D`.
+  for it: cuDNN on GPU, oneDNN under PyTorch on CPU, and oneDNN under TensorFlow when
+  TensorFlow runs its oneDNN kernels (`TF_ENABLE_ONEDNN_OPTS=1`, TensorFlow's default on CPUs
+  with AVX-512 VNNI or newer), where the layer calls TensorFlow's grouped `Conv2D` directly
+  instead of through Keras' XLA wrapper. What TFLite runs as one `CONV_2D`.
 - `"split"`: the groups are packed into a few dense convolutions of at least
   `SPLIT_MIN_CHANNELS` input channels each, with a block-diagonal kernel (zeros between the
   groups it packs), and the results concatenated. One group per convolution when a group is
-  that wide already. Every dense convolution runs at oneDNN's full speed; packing narrow groups
-  trades a little wasted arithmetic for far fewer, better-shaped convolutions.
-- `"auto"` (default): `"split"` on TensorFlow and JAX when no GPU is present, else `"native"`.
+  that wide already. Every dense convolution runs at full speed; packing narrow groups trades a
+  little wasted arithmetic for far fewer, better-shaped convolutions.
+- `"auto"` (default): `"native"` wherever the backend has a real grouped kernel (a GPU, PyTorch,
+  TensorFlow with oneDNN in float32), else `"split"` (JAX and TensorFlow without oneDNN on
+  CPU, and TensorFlow in float16 or bfloat16 on CPUs without AVX-512, where oneDNN falls back
+  to the portable kernels).
 
 The choice is made when the layer is called (traced), never stored in the weights, so it can
 change after loading: pass `implementation=` or use `grouped_conv_implementation(...)`.
 """
 
 import contextlib
+import functools
 import math
 
 import keras
@@ -69,12 +76,32 @@ def grouped_conv_implementation(implementation):
         _override = previous
 
 
-def _accelerator_present():
+@functools.cache
+def tensorflow_onednn_enabled():
+    """Whether TensorFlow runs its oneDNN CPU kernels in this process, grouped convolutions
+    (and their gradients) included. Fixed when TensorFlow is imported, by
+    `TF_ENABLE_ONEDNN_OPTS` or, unset, by the CPU."""
+    if keras.backend.backend() != "tensorflow":
+        return False
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:  # a TensorFlow that moved it: assume the portable kernels.
+        return False
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
+def _tensorflow_onednn_computes(dtype):
+    # oneDNN computes float16 and bfloat16 only on AVX-512 CPUs; elsewhere TensorFlow falls
+    # back to its portable kernels, which have no gradient for grouped convolutions.
+    return tensorflow_onednn_enabled() and dtype == "float32"
+
+
+def _native_is_fast(dtype):
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 
-        return bool(tf.config.list_logical_devices("GPU"))
+        return _tensorflow_onednn_computes(dtype) or bool(tf.config.list_logical_devices("GPU"))
     if backend == "jax":
         import jax
 
@@ -82,12 +109,13 @@ def _accelerator_present():
     return True  # torch: native everywhere (oneDNN on CPU, cuDNN on GPU).
 
 
-def resolve_implementation(implementation):
-    """The formulation `"auto"` (or a global override) stands for on this backend and device."""
+def resolve_implementation(implementation, dtype="float32"):
+    """The formulation `"auto"` (or a global override) stands for on this backend and device,
+    for a convolution computing in `dtype`."""
     implementation = _override or implementation
     if implementation != "auto":
         return implementation
-    return "native" if _accelerator_present() else "split"
+    return "native" if _native_is_fast(dtype) else "split"
 
 
 def block_diagonal(kernel, groups):
@@ -146,8 +174,31 @@ class GroupedConv2D(keras.layers.Conv2D):
         self.implementation = _check_implementation(implementation)
 
     def convolution_op(self, inputs, kernel):
-        if self.groups == 1 or resolve_implementation(self.implementation) == "native":
+        if self.groups == 1:
             return super().convolution_op(inputs, kernel)
+        if resolve_implementation(self.implementation, self.compute_dtype) == "native":
+            return self._native_convolution(inputs, kernel)
+        return self._split_convolution(inputs, kernel)
+
+    def _native_convolution(self, inputs, kernel):
+        if not _tensorflow_onednn_computes(keras.backend.standardize_dtype(inputs.dtype)):
+            return super().convolution_op(inputs, kernel)
+        # Keras wraps every grouped convolution in its own XLA function on TensorFlow, because
+        # the portable CPU kernels lack a gradient for it, and runs dilated ones between
+        # space-to-batch reshapes; oneDNN's kernels have both, and Grappler fuses the
+        # BatchNorm and ReLU after them.
+        import tensorflow as tf
+
+        return tf.nn.conv2d(
+            inputs,
+            kernel,
+            strides=self.strides,
+            padding=self.padding.upper(),
+            data_format="NHWC" if self.data_format == "channels_last" else "NCHW",
+            dilations=self.dilation_rate,
+        )
+
+    def _split_convolution(self, inputs, kernel):
         channel_axis = -1 if self.data_format == "channels_last" else 1
         per_split = groups_per_split(self.groups, kernel.shape[2])
         splits = self.groups // per_split

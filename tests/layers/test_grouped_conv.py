@@ -66,26 +66,30 @@ def test_the_kernel_has_conv2d_layout_and_weights_load_either_way():
     assert [(w.path, w.shape) for w in grouped.weights] == [(w.path, w.shape) for w in conv.weights]
 
 
-def test_override_wins_and_is_restored():
+def test_override_wins_and_is_restored(monkeypatch):
     _, layer, x = _pair("resnext_stage1", "native")
     calls = []
-    original = keras.layers.Conv2D.convolution_op
+    native, block_diagonal = GroupedConv2D._native_convolution, grouped_conv.block_diagonal
 
-    def spy(self, inputs, kernel):
-        calls.append(tuple(kernel.shape))
-        return original(self, inputs, kernel)
+    def native_spy(self, inputs, kernel):
+        calls.append(("native", tuple(kernel.shape)))
+        return native(self, inputs, kernel)
 
-    keras.layers.Conv2D.convolution_op = spy
-    try:
+    def block_diagonal_spy(kernel, groups):
+        dense = block_diagonal(kernel, groups)
+        calls.append(("dense", tuple(dense.shape)))
+        return dense
+
+    monkeypatch.setattr(GroupedConv2D, "_native_convolution", native_spy)
+    monkeypatch.setattr(grouped_conv, "block_diagonal", block_diagonal_spy)
+    layer(x)
+    with grouped_conv_implementation("split"):
         layer(x)
-        with grouped_conv_implementation("split"):
-            layer(x)
-        layer(x)
-    finally:
-        keras.layers.Conv2D.convolution_op = original
+    layer(x)
     # native: one grouped kernel (3, 3, 4, 32); split: two dense 16-channel block-diagonal
     # kernels of 4 groups each; native again after the block.
-    assert calls == [(3, 3, 4, 32), (3, 3, 16, 16), (3, 3, 16, 16), (3, 3, 4, 32)]
+    assert calls == [("native", (3, 3, 4, 32)), ("dense", (3, 3, 16, 16)),
+                     ("dense", (3, 3, 16, 16)), ("native", (3, 3, 4, 32))]
 
 
 @pytest.mark.parametrize(
