@@ -51,7 +51,7 @@ def _conv_bn(x, filters, kernel_size, strides=1, padding="same", activation="rel
     x = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding=padding,
                             use_bias=use_bias, name=f"{name}_conv")(x)
     if not use_bias:
-        x = keras.layers.BatchNormalization(scale=False, name=f"{name}_bn")(x)
+        x = common.FusedBatchNormalization(scale=False, name=f"{name}_bn")(x)
     if activation is not None:
         x = keras.layers.Activation(activation, name=f"{name}_ac")(x)
     return x

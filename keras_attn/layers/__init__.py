@@ -5,16 +5,19 @@
 - `SplitAttention` — Split-Attention convolution of ResNeSt (Zhang et al., 2020).
 - `GroupedConv2D` — `Conv2D(groups=g)`'s weights, computed the fastest way for the device
   (`grouped_conv_implementation` overrides the choice).
+- `FusedBatchNormalization` — `BatchNormalization`, trained with TensorFlow's fused kernel.
 
 Each exposes `attention_weights(inputs)`, the gate or branch weights it applies.
 """
 
+from keras_attn.layers.batch_norm import FusedBatchNormalization
 from keras_attn.layers.grouped_conv import GroupedConv2D, grouped_conv_implementation
 from keras_attn.layers.selective_kernel import SelectiveKernel
 from keras_attn.layers.split_attention import SplitAttention
 from keras_attn.layers.squeeze_excite import SqueezeExcite
 
 __all__ = [
+    "FusedBatchNormalization",
     "GroupedConv2D",
     "SelectiveKernel",
     "SplitAttention",
