@@ -1,11 +1,15 @@
 """Formulations of one grouped 3x3 convolution, side by side (TensorFlow, this CPU).
 
     python -m benchmarks.grouped_conv
+    TF_ENABLE_ONEDNN_OPTS=0 python -m benchmarks.grouped_conv     # TensorFlow's portable kernels
 
-For ResNeXt-50's four grouped shapes (32 groups, batch 8) and ResNeSt's radix-2 shape, the
-median time of a forward pass and of a forward + backward pass (gradients for the input and
+For ResNeXt-50's four grouped shapes (32 groups, batch 8), ResNeSt's radix-2 shape and the two
+branches of SKNet-50's first stage (2 input channels a group, the second dilated), the median
+time of a forward pass and of a forward + backward pass (gradients for the input and
 the kernel) of:
 - keras: Keras' `Conv2D(groups=g)` on TensorFlow (an XLA-compiled grouped convolution);
+- tf-onednn: TensorFlow's grouped `Conv2D` outside XLA, `GroupedConv2D`'s "native" when
+  TensorFlow runs its oneDNN kernels (only then: the portable kernels have no gradient for it);
 - split-N: `GroupedConv2D`'s "split", groups packed N to a dense block-diagonal convolution
   (N=1: one convolution per group; N=g: one dense convolution); the layer packs to >= 16
   input channels (`grouped_conv.groups_per_split`);
@@ -19,37 +23,43 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# Before TensorFlow: keras_attn turns on its oneDNN kernels unless TF_ENABLE_ONEDNN_OPTS is set.
+from keras_attn.layers import grouped_conv  # noqa: E402, I001
 import tensorflow as tf  # noqa: E402
 
-from keras_attn.layers import grouped_conv  # noqa: E402
-
-SHAPES = [  # (size, channels, groups)
-    (56, 128, 32), (28, 256, 32), (14, 512, 32), (7, 1024, 32), (56, 128, 2),
+SHAPES = [  # (size, input channels, output channels, groups, dilation)
+    (56, 128, 128, 32, 1), (28, 256, 256, 32, 1), (14, 512, 512, 32, 1), (7, 1024, 1024, 32, 1),
+    (56, 128, 128, 2, 1), (56, 64, 128, 32, 1), (56, 64, 128, 32, 2),
 ]
 
 
 @tf.function(jit_compile=True)
-def _xla_conv(x, kernel):
-    return tf.nn.conv2d(x, kernel, 1, "SAME")
+def _xla_conv(x, kernel, dilation):
+    return tf.nn.convolution(x, kernel, 1, "SAME", dilations=dilation)
 
 
-def keras_native(x, kernel, groups):
-    return _xla_conv(x, kernel)
+def keras_native(x, kernel, groups, dilation):
+    return _xla_conv(x, kernel, dilation)
 
 
-def split(x, kernel, groups, per_split):
+def tf_onednn(x, kernel, groups, dilation):
+    return tf.nn.conv2d(x, kernel, 1, "SAME", dilations=dilation)
+
+
+def split(x, kernel, groups, dilation, per_split):
     splits = groups // per_split
     parts = zip(tf.split(x, splits, axis=-1), tf.split(kernel, splits, axis=-1))
-    return tf.concat([tf.nn.conv2d(part, grouped_conv.block_diagonal(k, per_split), 1, "SAME")
+    return tf.concat([tf.nn.convolution(part, grouped_conv.block_diagonal(k, per_split), 1, "SAME",
+                                        dilations=dilation)
                       for part, k in parts], axis=-1)
 
 
-def depthwise(x, kernel, groups):
+def depthwise(x, kernel, groups, dilation):
     kh, kw, per_group, out = kernel.shape
     out_per_group = out // groups
     weights = tf.reshape(kernel, (kh, kw, per_group, groups, out_per_group))
     weights = tf.reshape(tf.transpose(weights, (0, 1, 3, 2, 4)), (kh, kw, -1, out_per_group))
-    y = tf.nn.depthwise_conv2d(x, weights, (1, 1, 1, 1), "SAME")
+    y = tf.nn.depthwise_conv2d(x, weights, (1, 1, 1, 1), "SAME", dilations=(dilation, dilation))
     batch, height, width = y.shape[:3]
     y = tf.reshape(y, (batch, height, width, groups, per_group, out_per_group))
     return tf.reshape(tf.reduce_sum(y, axis=4), (batch, height, width, out))
@@ -79,29 +89,34 @@ def _timings(formulation, x, kernel):
 
 
 def main():
-    lines = ["| input (batch 8) | groups | formulation | forward ms | forward + backward ms |",
-             "|---|---:|---|---:|---:|"]
-    for size, channels, groups in SHAPES:
+    lines = ["| input (batch 8) | output | groups | dilation | formulation | forward ms "
+             "| forward + backward ms |", "|---|---:|---:|---:|---|---:|---:|"]
+    for size, channels, filters, groups, dilation in SHAPES:
         x = tf.random.normal((8, size, size, channels))
-        kernel = tf.random.normal((3, 3, channels // groups, channels)) * 0.1
-        reference = keras_native(x, kernel, groups)
+        kernel = tf.random.normal((3, 3, channels // groups, filters)) * 0.1
+        reference = keras_native(x, kernel, groups, dilation)
         formulations = {"keras": keras_native, "depthwise": depthwise}
+        if grouped_conv.tensorflow_onednn_enabled():
+            formulations["tf-onednn"] = tf_onednn
         for per_split in sorted({1, grouped_conv.groups_per_split(groups, channels // groups),
                                  min(8, groups), groups}):
             formulations[f"split-{per_split}"] = (
-                lambda x, k, g, n=per_split: split(x, k, g, n))
-        chosen = f"split-{grouped_conv.groups_per_split(groups, channels // groups)}"
+                lambda x, k, g, d, n=per_split: split(x, k, g, d, n))
+        chosen = ("tf-onednn" if grouped_conv.resolve_implementation("auto") == "native" else
+                  f"split-{grouped_conv.groups_per_split(groups, channels // groups)}")
         for name, function in formulations.items():
-            def formulation(x, k, function=function, groups=groups):
-                return function(x, k, groups)
+            def formulation(x, k, function=function, groups=groups, dilation=dilation):
+                return function(x, k, groups, dilation)
 
             error = float(tf.reduce_max(tf.abs(formulation(x, kernel) - reference)))
             assert error < 1e-3, f"{name} differs from Keras by {error}"
             forward, train = _timings(formulation, x, kernel)
             label = f"**{name}** (auto)" if name == chosen else name
-            lines.append(f"| {size}x{size}x{channels} | {groups} | {label} | {forward:.1f} "
-                         f"| {train:.1f} |")
+            lines.append(f"| {size}x{size}x{channels} | {filters} | {groups} | {dilation} "
+                         f"| {label} | {forward:.1f} | {train:.1f} |")
             print(lines[-1], flush=True)
+    onednn = "on" if grouped_conv.tensorflow_onednn_enabled() else "off"
+    print(f"\nTensorFlow {tf.__version__}, oneDNN kernels {onednn}; ms, median of 5.")
     print("\n".join(lines))
 
 

@@ -31,12 +31,15 @@ except ImportError as error:
     timm = torch = None
     _TIMM_MISSING = str(error)
 
+# Before Keras imports TensorFlow: keras_attn turns on TensorFlow's oneDNN kernels (unless
+# TF_ENABLE_ONEDNN_OPTS says otherwise), for keras.applications.ResNet50 as for ours.
+import keras_attn  # noqa: E402, F401, I001
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks import readme  # noqa: E402
 from keras_attn.applications import get_model  # noqa: E402
-from keras_attn.layers import GroupedConv2D, grouped_conv_implementation  # noqa: E402
+from keras_attn.layers import GroupedConv2D, grouped_conv, grouped_conv_implementation  # noqa: E402
 
 DEFAULT_NAMES = ("resnext50_32x4d", "seresnext50_32x4d", "skresnext50_32x4d", "resnest50d",
                  "seresnet50")
@@ -184,8 +187,10 @@ def _number(value, digits=1):
 def markdown(rows, args):
     """The table: one line per (network, implementation), ratios to ResNet50 of the same run."""
     base = rows[0]["keras"]
+    onednn = (", oneDNN kernels on" if grouped_conv.tensorflow_onednn_enabled() else
+              ", oneDNN kernels off" if keras.backend.backend() == "tensorflow" else "")
     lines = [
-        f"Backend {keras.backend.backend()}, {args.dtype_policy}, batch {args.batch_size}, "
+        f"Backend {keras.backend.backend()}{onednn}, {args.dtype_policy}, batch {args.batch_size}, "
         f"{args.image_size}x{args.image_size}; images/s (ratio to keras.applications.ResNet50 "
         "in the same run).",
         "",

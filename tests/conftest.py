@@ -2,6 +2,9 @@ import os
 
 # Keep TensorFlow's start-up chatter out of test logs; must be set before it is imported.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# What `import keras_attn` chooses when it comes before TensorFlow (keras_attn/__init__.py);
+# tests/layers/test_grouped_conv_kernels.py runs the grouped convolutions with the other choice.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
