@@ -14,6 +14,7 @@ import keras
 from keras_attn.applications.application import build_application
 from keras_attn.applications.resnet_family import GATE_SLOT_LAYERS
 from keras_attn.layers import common
+from keras_attn.layers.batch_norm import FusedBatchNormalization
 
 
 def build_model(spec, **kwargs):
@@ -51,7 +52,7 @@ def _conv_bn(x, filters, kernel_size, strides=1, padding="same", activation="rel
     x = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding=padding,
                             use_bias=use_bias, name=f"{name}_conv")(x)
     if not use_bias:
-        x = common.FusedBatchNormalization(scale=False, name=f"{name}_bn")(x)
+        x = FusedBatchNormalization(scale=False, name=f"{name}_bn")(x)
     if activation is not None:
         x = keras.layers.Activation(activation, name=f"{name}_ac")(x)
     return x

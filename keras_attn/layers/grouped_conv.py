@@ -185,8 +185,7 @@ class GroupedConv2D(keras.layers.Conv2D):
             return super().convolution_op(inputs, kernel)
         # Keras wraps every grouped convolution in its own XLA function on TensorFlow, because
         # the portable CPU kernels lack a gradient for it, and runs dilated ones between
-        # space-to-batch reshapes; oneDNN's kernels have both, and Grappler fuses the
-        # BatchNorm and ReLU after them.
+        # space-to-batch reshapes; oneDNN's kernels have a gradient and take dilations.
         import tensorflow as tf
 
         return tf.nn.conv2d(
