@@ -28,11 +28,12 @@ change after loading: pass `implementation=` or use `grouped_conv_implementation
 """
 
 import contextlib
-import functools
 import math
 
 import keras
 from keras import ops
+
+from keras_attn.layers.kernels import tensorflow_onednn_enabled
 
 IMPLEMENTATIONS = ("auto", "native", "split")
 
@@ -74,20 +75,6 @@ def grouped_conv_implementation(implementation):
         yield
     finally:
         _override = previous
-
-
-@functools.cache
-def tensorflow_onednn_enabled():
-    """Whether TensorFlow runs its oneDNN CPU kernels in this process, grouped convolutions
-    (and their gradients) included. Fixed when TensorFlow is imported, by
-    `TF_ENABLE_ONEDNN_OPTS` or, unset, by the CPU."""
-    if keras.backend.backend() != "tensorflow":
-        return False
-    try:
-        from tensorflow.python.util import _pywrap_util_port
-    except ImportError:  # a TensorFlow that moved it: assume the portable kernels.
-        return False
-    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 def _tensorflow_onednn_computes(dtype):

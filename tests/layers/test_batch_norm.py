@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from keras_attn import testing
-from keras_attn.layers import FusedBatchNormalization, common
+from keras_attn.layers import FusedBatchNormalization, batch_norm, common
 
 SHAPE = (4, 5, 6, 8)
 
@@ -65,28 +65,48 @@ def test_networks_use_it_and_config_round_trips():
     testing.assert_config_round_trip(bn, x)
 
 
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's fused op")
-def test_tensorflow_trains_with_the_fused_op_and_infers_with_keras_ops():
+def _op_types(layer, x, training):
     import tensorflow as tf
 
-    bn = FusedBatchNormalization(epsilon=1e-5)
+    function = tf.function(lambda inputs: layer(inputs, training=training))
+    return {op.type for op in function.get_concrete_function(x).graph.get_operations()}
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's fused op")
+@pytest.mark.parametrize("fused_inference", [True, False], ids=["fused", "keras_ops"])
+def test_tensorflow_inference_fused_where_chosen_and_equal_either_way(monkeypatch,
+                                                                       fused_inference):
+    monkeypatch.setattr(batch_norm, "fused_inference", lambda: fused_inference)
+    reference, layer = _pair(center=True, scale=True)
+    x = keras.ops.convert_to_tensor(testing.random_images(SHAPE) * 3.0 + 2.0)
+    # Training always runs the fused op; inference only where fused_inference() says.
+    assert {"FusedBatchNormV3"} <= _op_types(layer, x, True) - {"Rsqrt"}
+    inference = _op_types(layer, x, False)
+    assert ("FusedBatchNormV3" in inference) == fused_inference, inference
+    assert ("Rsqrt" in inference) != fused_inference, inference
+    # Inference, and a frozen layer in training (moving statistics, as BatchNormalization).
+    frozen_reference, frozen = _pair(center=True, scale=True)
+    frozen_reference.trainable = frozen.trainable = False
+    for ours, theirs in ((layer, reference), (frozen, frozen_reference)):
+        training = not ours.trainable
+        for a, b in zip(_outputs_and_gradients(ours, x, training),
+                        _outputs_and_gradients(theirs, x, training)):
+            scale_of = max(1.0, np.abs(b).max())
+            np.testing.assert_allclose(a / scale_of, b / scale_of, rtol=0, atol=1e-5)
+    assert ("FusedBatchNormV3" in _op_types(frozen, x, True)) == fused_inference
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's fused op")
+def test_tensorflow_channels_first_takes_batch_normalizations_path():
+    import tensorflow as tf
+
     x = tf.constant(testing.random_images(SHAPE))
-
-    def op_types(training):
-        function = tf.function(lambda inputs: bn(inputs, training=training))
-        return {op.type for op in function.get_concrete_function(x).graph.get_operations()}
-
-    training, inference = op_types(True), op_types(False)
-    assert "FusedBatchNormV3" in training and "Rsqrt" not in training, training
-    # Not fused at inference: Grappler would fold it into the convolution before it, which
-    # oneDNN runs slowly for batches of one.
-    assert "FusedBatchNormV3" not in inference and "Rsqrt" in inference, inference
-    # Channels-first inputs take BatchNormalization's own path, and compute the same.
     channels_first = FusedBatchNormalization(axis=1, epsilon=1e-5)
     reference = keras.layers.BatchNormalization(axis=1, epsilon=1e-5)
     y = tf.transpose(x, (0, 3, 1, 2))
     np.testing.assert_allclose(channels_first(y, training=True), reference(y, training=True),
                                rtol=0, atol=1e-5)
+    assert "FusedBatchNormV3" not in _op_types(channels_first, y, True)
 
 
 @pytest.mark.backends
