@@ -7,6 +7,7 @@ Everything here exists to make a Keras network compute the same function as its 
 import keras
 from keras import ops
 
+from keras_attn.layers import kernels
 from keras_attn.layers.batch_norm import FusedBatchNormalization
 
 # PyTorch's BatchNorm2d defaults: eps 1e-5 and a running-average momentum of 0.1, which
@@ -158,8 +159,24 @@ def gate_dtype_policy(policy):
 
 
 def spatial_mean(inputs, dtype):
-    """Global average pool over height and width, kept as (batch, 1, 1, channels)."""
-    return ops.mean(ops.cast(inputs, dtype), axis=(1, 2), keepdims=True)
+    """Global average pool over height and width, kept as (batch, 1, 1, channels).
+
+    Where TensorFlow runs oneDNN and the map's size is known, an average pooling over the
+    whole map: oneDNN's pooling read SE-ResNet-50's 56x56x256 maps 3.3x faster than the
+    mean reduction (0.95 instead of 3.15 ms a batch of 8, 2-core AVX-512 CPU).
+    """
+    inputs = ops.cast(inputs, dtype)
+    size = tuple(inputs.shape[1:3])
+    if None not in size and kernels.tensorflow_onednn_enabled():
+        return ops.average_pool(inputs, pool_size=size, strides=1, padding="valid",
+                                data_format="channels_last")
+    return ops.mean(inputs, axis=(1, 2), keepdims=True)
+
+
+def weighted_sum(paths, weights):
+    """`sum(paths[i] * weights[:, :, :, i, :])`: paths of shape (batch, height, width,
+    channels) weighted per channel by `weights` of shape (batch, 1, 1, paths, channels)."""
+    return sum(path * weights[:, :, :, i, :] for i, path in enumerate(paths))
 
 
 def pad_spatial(inputs, padding):

@@ -164,7 +164,9 @@ class SelectiveKernel(keras.layers.Layer):
         ]
 
     def _selection(self, paths, training=None):
-        fused = common.spatial_mean(sum(paths[1:], paths[0]), self.fc_reduce.compute_dtype)
+        # The mean of the paths' sum, as the sum of their means: no full-size sum.
+        dtype = self.fc_reduce.compute_dtype
+        fused = sum(common.spatial_mean(path, dtype) for path in paths)
         descriptor = self.activation(self.attn_bn(self.fc_reduce(fused), training=training))
         logits = self.fc_select(descriptor)
         # timm orders fc_select's outputs branch-major: (branch, channel).
@@ -179,7 +181,7 @@ class SelectiveKernel(keras.layers.Layer):
     def call(self, inputs, training=None):
         paths = self._paths(inputs, training)
         weights = ops.cast(self._selection(paths, training), paths[0].dtype)
-        return sum(path * weights[:, :, :, i, :] for i, path in enumerate(paths))
+        return common.weighted_sum(paths, weights)
 
     def compute_output_shape(self, input_shape):
         geometry = self._geometries[0]

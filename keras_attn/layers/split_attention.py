@@ -134,13 +134,16 @@ class SplitAttention(keras.layers.Layer):
         self.bn1.build((None, 1, 1, attention))
         self.fc2.build((None, 1, 1, attention))
 
-    def _splits(self, inputs, training=None):
+    def _features(self, inputs, training=None):
+        """The convolution's activated output: the `radix` splits side by side, radix-major."""
         x = self._geometry.apply(self.conv, inputs)
-        x = self.activation(self.bn0(x, training=training))
-        return ops.split(x, self.radix, axis=-1) if self.radix > 1 else [x]
+        return self.activation(self.bn0(x, training=training))
 
-    def _attention(self, splits, training=None):
-        pooled = common.spatial_mean(sum(splits[1:], splits[0]), self._gate_policy.compute_dtype)
+    def _attention(self, features, training=None):
+        # The mean of the splits' sum is the sum of their means: pooling the convolution's
+        # output once and summing the small pooled splits skips a full-size split and sum.
+        pooled = common.spatial_mean(features, self._gate_policy.compute_dtype)
+        pooled = ops.sum(ops.reshape(pooled, (-1, 1, 1, self.radix, self.filters)), axis=3)
         hidden = self.activation(self.bn1(self.fc1(pooled), training=training))
         logits = self.fc2(hidden)
         if self.radix == 1:
@@ -158,12 +161,13 @@ class SplitAttention(keras.layers.Layer):
         With radix > 1 they sum to 1 across the radix axis; with radix 1 they are sigmoid gates.
         """
         common.ensure_built(self, inputs)
-        return self._attention(self._splits(inputs, training), training)
+        return self._attention(self._features(inputs, training), training)
 
     def call(self, inputs, training=None):
-        splits = self._splits(inputs, training)
-        weights = ops.cast(self._attention(splits, training), splits[0].dtype)
-        return sum(split * weights[:, :, :, r, :] for r, split in enumerate(splits))
+        features = self._features(inputs, training)
+        weights = ops.cast(self._attention(features, training), features.dtype)
+        splits = ops.split(features, self.radix, axis=-1) if self.radix > 1 else [features]
+        return common.weighted_sum(splits, weights)
 
     def compute_output_shape(self, input_shape):
         return (

@@ -173,7 +173,8 @@ def test_split_attention_softmax_runs_over_radix_within_each_cardinal_group():
     # (radix, group, channel), the order of the convolution's splits.
     hidden = keras.ops.convert_to_numpy(
         layer.activation(layer.bn1(layer.fc1(
-            keras.ops.mean(sum(layer._splits(x)), axis=(1, 2), keepdims=True)
+            keras.ops.mean(sum(keras.ops.split(layer._features(x), 4, axis=-1)), axis=(1, 2),
+                           keepdims=True)
         ), training=False))
     )
     logits = keras.ops.convert_to_numpy(layer.fc2(hidden)).reshape(3, 2, 4, 8)
