@@ -7,14 +7,15 @@
 
 For every registered name and grouped-convolution implementation (`GroupedConv2D`): batch-1
 latency, batch-N inference images/s and one training step's images/s (SGD, cross-entropy),
-each the median of `--repeats` timed calls after `--warmup` untimed ones, and their ratios to
-`keras.applications.ResNet50` measured in the same run. When torch and timm are importable the
-same architecture runs in timm (eager, channels_last; AMP under a mixed policy on a GPU) beside
-it. The output is a markdown table.
+and their ratios to `keras.applications.ResNet50` measured in the same run. When torch and
+timm are importable the same architecture runs in timm (eager, channels_last; AMP under a mixed
+policy on a GPU) beside it. Every model is built and warmed up (`--warmup` untimed calls) first;
+then `--rounds` rounds go over all of them in turn, timing `--repeats` calls of each, so that a
+drift in the machine's speed (a shared CPU) falls alike on every network and on the baseline.
+Each figure is the median of its `rounds * repeats` times. The output is a markdown table.
 """
 
 import argparse
-import gc
 import os
 import statistics
 import sys
@@ -47,15 +48,24 @@ BASELINE = "resnet50"
 CLASSES = 1000
 
 
-def _median_seconds(call, warmup, repeats):
-    for _ in range(warmup):
-        call()
+def _seconds(call, repeats):
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         call()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
+
+
+def _warm(calls, warmup):
+    for call in calls.values():
+        for _ in range(warmup):
+            call()
+
+
+def _figure(key, seconds, batch_size):
+    """A column's figure from a median time: batch-1 milliseconds or images/s."""
+    return 1e3 * seconds if key == "latency_ms" else batch_size / seconds
 
 
 def _log(message):
@@ -78,31 +88,26 @@ class Keras:
             return keras.applications.ResNet50(weights=None, input_shape=shape, classes=CLASSES)
         return get_model(name, input_shape=shape, classes=CLASSES)
 
-    def measure(self, name, implementation, first):
-        """The row's timings; None when `model` has no grouped convolution and this is not
-        the first implementation measured (every implementation computes it alike)."""
+    def prepare(self, name, implementation, first):
+        """The row's parameter count and timed calls, traced and warmed up under
+        `implementation`; None when the model has no grouped convolution and this is not the
+        first implementation (every implementation computes it alike)."""
+        args, one = self.args, self.images[:1]
         with grouped_conv_implementation(implementation):
             model = self.build(name)
             grouped = any(isinstance(layer, GroupedConv2D) for layer in model._flatten_layers())
             if not (grouped or first):
                 return None
-            row = self._time(model)
-        gc.collect()
-        return row
-
-    def _time(self, model):
-        args, one = self.args, self.images[:1]
-        row = {"params": model.count_params()}
-        row["latency_ms"] = 1e3 * _median_seconds(
-            lambda: model.predict_on_batch(one), args.warmup, args.repeats)
-        row["infer"] = args.batch_size / _median_seconds(
-            lambda: model.predict_on_batch(self.images), args.warmup, args.repeats)
-        if args.train:
-            model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-                          loss="sparse_categorical_crossentropy", jit_compile=args.jit_compile)
-            row["train"] = args.batch_size / _median_seconds(
-                lambda: model.train_on_batch(self.images, self.labels), args.warmup, args.repeats)
-        return row
+            calls = {"latency_ms": lambda: model.predict_on_batch(one),
+                     "infer": lambda: model.predict_on_batch(self.images)}
+            if args.train:
+                model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+                              loss="sparse_categorical_crossentropy",
+                              jit_compile=args.jit_compile)
+                calls["train"] = lambda: model.train_on_batch(self.images, self.labels)
+            # Traced here: the implementation is chosen when a layer is traced.
+            _warm(calls, max(1, args.warmup))
+        return model.count_params(), calls
 
 
 class Timm:
@@ -132,29 +137,27 @@ class Timm:
                 self.torch.cuda.synchronize()
         return timed
 
-    def measure(self, name):
+    def prepare(self, name):
+        """The row's parameter count and timed calls, warmed up."""
         torch, args = self.torch, self.args
         model = self.timm.create_model(name, num_classes=CLASSES).to(self.device)
         model = model.to(memory_format=torch.channels_last)
         autocast = torch.autocast(self.device, dtype=self.amp_dtype, enabled=self.amp)
-        row = {"params": sum(p.numel() for p in model.parameters())}
-        model.eval()
 
         def infer(images):
+            model.eval()
             with torch.inference_mode(), autocast:
                 model(images)
 
-        row["latency_ms"] = 1e3 * _median_seconds(
-            self._sync(lambda: infer(self.images[:1])), args.warmup, args.repeats)
-        row["infer"] = args.batch_size / _median_seconds(
-            self._sync(lambda: infer(self.images)), args.warmup, args.repeats)
+        calls = {"latency_ms": self._sync(lambda: infer(self.images[:1])),
+                 "infer": self._sync(lambda: infer(self.images))}
         if args.train:
-            model.train()
             optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
             scaler = torch.amp.GradScaler(self.device, enabled=self.amp and
                                           self.amp_dtype == torch.float16)
 
             def step():
+                model.train()
                 optimizer.zero_grad(set_to_none=True)
                 with autocast:
                     loss = torch.nn.functional.cross_entropy(model(self.images), self.labels)
@@ -162,9 +165,9 @@ class Timm:
                 scaler.step(optimizer)
                 scaler.update()
 
-            row["train"] = args.batch_size / _median_seconds(
-                self._sync(step), args.warmup, args.repeats)
-        return row
+            calls["train"] = self._sync(step)
+        _warm(calls, args.warmup)
+        return sum(p.numel() for p in model.parameters()), calls
 
 
 def _timm_or_none(args):
@@ -215,19 +218,33 @@ def run(args):
     if args.dtype_policy != "float32":
         keras.config.set_dtype_policy(args.dtype_policy)
     ours, timm = Keras(args), _timm_or_none(args)
-    rows = []
+    rows, timed = [], []  # timed: (the figures' dict, its calls)
     started = time.perf_counter()
     for name in (BASELINE, *args.names):
         for index, implementation in enumerate(args.implementations):
-            _log(f"[{time.perf_counter() - started:5.0f}s] {name} ({implementation})")
-            measured = ours.measure(name, implementation, first=index == 0)
-            if measured is None:
+            _log(f"[{time.perf_counter() - started:5.0f}s] building {name} ({implementation})")
+            prepared = ours.prepare(name, implementation, first=index == 0)
+            if prepared is None:
                 continue
-            row = {"name": name, "implementation": implementation, "keras": measured}
+            row = {"name": name, "implementation": implementation,
+                   "keras": {"params": prepared[0]}}
+            timed.append((row["keras"], prepared[1]))
             if timm is not None and index == 0 and timm.has(name):
-                row["timm"] = timm.measure(name)
+                params, calls = timm.prepare(name)
+                row["timm"] = {"params": params}
+                timed.append((row["timm"], calls))
             rows.append(row)
-            _log(f"    {measured} timm: {row.get('timm')}")
+    samples = [{key: [] for key in calls} for _, calls in timed]
+    for round_index in range(args.rounds):
+        _log(f"[{time.perf_counter() - started:5.0f}s] round {round_index + 1} of {args.rounds}")
+        for (_, calls), times in zip(timed, samples):
+            for key, call in calls.items():
+                times[key] += _seconds(call, args.repeats)
+    for (figures, _), times in zip(timed, samples):
+        for key, seconds in times.items():
+            figures[key] = _figure(key, statistics.median(seconds), args.batch_size)
+    for row in rows:
+        _log(f"    {row['name']} ({row['implementation']}): {row['keras']} timm: {row.get('timm')}")
     return markdown(rows, args)
 
 
@@ -238,7 +255,10 @@ def parse(argv=None):
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--image_size", type=int, default=224)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed calls of each model in each round")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds over all the models (interleaved, see above)")
     parser.add_argument("--implementations", default="auto",
                         help="comma-separated GroupedConv2D implementations: auto, native, split")
     parser.add_argument("--dtype_policy", default="float32",
@@ -261,7 +281,7 @@ def parse(argv=None):
         args.jit_compile.lower())
     if args.jit_compile is None:
         parser.error("--jit_compile must be auto, true or false")
-    for flag in ("batch_size", "image_size", "repeats"):
+    for flag in ("batch_size", "image_size", "repeats", "rounds"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag} must be >= 1; received {getattr(args, flag)}")
     return args
