@@ -193,6 +193,19 @@ def test_split_attention_radix_one_is_a_sigmoid_gate():
     assert not np.allclose(weights.sum(axis=-1), 1.0)
 
 
+@pytest.mark.parametrize("pooling", [True, False], ids=["average_pool", "mean"])
+def test_spatial_mean_is_the_mean_over_height_and_width(monkeypatch, pooling):
+    # An average pooling over the whole map where TensorFlow runs oneDNN and the size is known.
+    monkeypatch.setattr(common.kernels, "tensorflow_onednn_enabled", lambda: pooling)
+    x = testing.random_images((2, 7, 5, 3))
+    expected = x.mean(axis=(1, 2), keepdims=True)
+    pooled = keras.ops.convert_to_numpy(common.spatial_mean(x, "float32"))
+    np.testing.assert_allclose(pooled, expected, rtol=0, atol=1e-6)
+    inputs = keras.Input((None, None, 3))  # size unknown when traced
+    model = keras.Model(inputs, common.spatial_mean(inputs, "float32"))
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=0, atol=1e-6)
+
+
 def _torch_conv_reference(x, kernel, strides, dilation, padding):
     """PyTorch's Conv2d (symmetric zero padding, floor mode), by definition, in NumPy."""
     x = np.pad(x, [(0, 0), (padding, padding), (padding, padding), (0, 0)])
