@@ -5,7 +5,8 @@
 - `SplitAttention` — Split-Attention convolution of ResNeSt (Zhang et al., 2020).
 - `GroupedConv2D` — `Conv2D(groups=g)`'s weights, computed the fastest way for the device
   (`grouped_conv_implementation` overrides the choice).
-- `FusedBatchNormalization` — `BatchNormalization`, trained with TensorFlow's fused kernel.
+- `FusedBatchNormalization` — `BatchNormalization`, computed with TensorFlow's fused kernel
+  on TensorFlow (in training; in inference where oneDNN folds it into the convolution).
 
 Each exposes `attention_weights(inputs)`, the gate or branch weights it applies.
 """
