@@ -1,0 +1,17 @@
+"""keras_attn.layers.kernels reads the CPU as the operating system reports it."""
+
+import pathlib
+
+import pytest
+
+from keras_attn.layers import kernels
+
+CPUINFO = pathlib.Path("/proc/cpuinfo")
+
+
+@pytest.mark.skipif(not CPUINFO.exists(), reason="Linux's /proc/cpuinfo")
+def test_avx512_detection_agrees_with_proc_cpuinfo():
+    flags = {word for line in CPUINFO.read_text().splitlines() if line.startswith("flags")
+             for word in line.split(":", 1)[1].split()}
+    assert kernels.cpu_has_avx512() == ("avx512f" in flags)
+
