@@ -11,6 +11,7 @@ import numpy as np
 
 from keras_attn.export import serving
 from keras_attn.export.verify import size_on_disk, verification_images, verified_report
+from keras_attn.layers import grouped_conv
 
 # Run in a fresh interpreter that imports TensorFlow only: what TF Serving has.
 _RELOAD = """
@@ -32,6 +33,14 @@ def saved_model(model, base_dir, version=None, *, weights="imagenet", labels=Non
     Keras model, and only then renamed to `<version>`: a server never sees a half-written
     version, and a failed or interrupted export leaves nothing. An existing version is never
     overwritten.
+
+    Grouped convolutions are written packed (`GroupedConv2D`'s `"split"`: dense convolutions),
+    which every TensorFlow runs: TensorFlow's own grouped `Conv2D` runs only with its oneDNN
+    kernels or on a GPU, and a TF Serving without them fails on it ("Fused conv implementation
+    does not support grouped convolutions"). The reload that verifies the export therefore
+    runs on TensorFlow's portable CPU kernels (`TF_ENABLE_ONEDNN_OPTS=0`). Inside a
+    `grouped_conv_implementation("native")` block the grouped `Conv2D` is written instead, for
+    servers known to have oneDNN or a GPU, and verified with this process's kernels.
 
     Signatures:
         serving_default: `images`, float32 `(batch, size, size, 3)` RGB pixels in [0, 255]
@@ -80,10 +89,12 @@ def saved_model(model, base_dir, version=None, *, weights="imagenet", labels=Non
     images = verification_images(config, verify_images)
     os.makedirs(base_dir, exist_ok=True)
     staging = os.path.join(base_dir, f".incomplete-{version}-{uuid.uuid4().hex[:8]}")
+    chosen = grouped_conv.implementation_override()
     try:
-        serving.write_saved_model(model, staging, serving.endpoints(model, config, top_k))
+        with grouped_conv.grouped_conv_implementation(chosen or "split"):
+            serving.write_saved_model(model, staging, serving.endpoints(model, config, top_k))
         report = verified_report(
-            model, config, images, _reload_and_run(staging, images),
+            model, config, images, _reload_and_run(staging, images, portable=chosen is None),
             (max_abs_error, min_top1_agreement), path=final, format="saved_model",
             quantization=None, size_bytes=size_on_disk(staging),
         )
@@ -116,12 +127,14 @@ def _check_version(version):
     return version
 
 
-def _reload_and_run(path, images):
+def _reload_and_run(path, images, portable=True):
     with tempfile.TemporaryDirectory() as scratch:
         inputs = os.path.join(scratch, "inputs.npy")
         outputs = os.path.join(scratch, "outputs.npy")
         np.save(inputs, images)
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+        if portable:  # the kernels every TensorFlow has, whatever the server's CPU
+            env["TF_ENABLE_ONEDNN_OPTS"] = "0"
         result = subprocess.run([sys.executable, "-c", _RELOAD, path, inputs, outputs],
                                 capture_output=True, text=True, env=env)
         if result.returncode:

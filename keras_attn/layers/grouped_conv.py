@@ -77,6 +77,11 @@ def grouped_conv_implementation(implementation):
         _override = previous
 
 
+def implementation_override():
+    """The implementation the innermost `grouped_conv_implementation` block sets, or None."""
+    return _override
+
+
 def _tensorflow_onednn_computes(dtype):
     # oneDNN computes float16 and bfloat16 only on AVX-512 CPUs; elsewhere TensorFlow falls
     # back to its portable kernels, which have no gradient for grouped convolutions.

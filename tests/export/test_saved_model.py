@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 from keras_attn import data, export
 from keras_attn.export import saved_model_export, serving
+from keras_attn.layers import grouped_conv, grouped_conv_implementation
 from tests.export.conftest import small_model
 
 
@@ -26,6 +27,20 @@ def test_every_family_reloads_in_a_fresh_process_equal_to_keras(family_model, tm
     assert report.max_abs_error <= 1e-5
     assert report.top1_agreement == 1.0 and report.images == 4
     assert report.size_bytes > 4 * family_model.count_params() * 0.9
+
+
+@pytest.mark.skipif(not grouped_conv.tensorflow_onednn_enabled(),
+                    reason="TensorFlow's grouped Conv2D runs on CPU only with oneDNN")
+def test_native_grouped_convolutions_only_when_asked_and_why(tmp_path):
+    # The default export packs them and is verified on the portable kernels (the family test
+    # above); a native one runs where oneDNN does, and fails on the portable kernels.
+    model = small_model("ResNeXt")
+    with grouped_conv_implementation("native"):
+        report = export.saved_model(model, tmp_path / "serving")
+    assert report.max_abs_error <= 1e-5
+    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    with pytest.raises(RuntimeError, match="does not support grouped convolutions"):
+        saved_model_export._reload_and_run(report.path, images, portable=True)
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +127,7 @@ def test_an_interrupted_export_leaves_no_version_and_the_next_one_follows(export
 def test_a_failed_verification_writes_nothing(exported, tmp_path, monkeypatch):
     model = exported[0]
     monkeypatch.setattr(saved_model_export, "_reload_and_run",
-                        lambda path, images: np.zeros((len(images), 10), "float32"))
+                        lambda path, images, portable: np.zeros((len(images), 10), "float32"))
     with pytest.raises(export.ExportVerificationError, match="max abs error .* > 1e-05"):
         export.saved_model(model, tmp_path / "serving")
     assert os.listdir(tmp_path / "serving") == []
