@@ -15,10 +15,8 @@ The outputs of the two formulations are compared too (max abs difference of prob
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -27,6 +25,7 @@ import keras_attn  # noqa: E402, F401, I001
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from benchmarks import timing  # noqa: E402
 from keras_attn.applications import get_model  # noqa: E402
 from keras_attn.export import serving, tflite_export  # noqa: E402
 from keras_attn.layers import grouped_conv, grouped_conv_implementation  # noqa: E402
@@ -101,16 +100,10 @@ def measure(name, args):
              for runtime, _, batch in calls
              if (runtime, "native", batch) in outputs and (runtime, "split", batch) in outputs),
             default=float("nan"))
-        times = {key: [] for key in calls}
-        for round_index in range(args.rounds):
-            _log(f"{name}: round {round_index + 1} of {args.rounds}")
-            for key, call in calls.items():
-                for _ in range(args.repeats):
-                    start = time.perf_counter()
-                    call()
-                    times[key].append(time.perf_counter() - start)
+        medians = timing.interleaved_medians(calls, args.rounds, args.repeats,
+                                             log=lambda message: _log(f"{name}: {message}"))
     figures = dict.fromkeys(failed)  # None: "fails"
-    figures.update({key: 1e3 * statistics.median(values) for key, values in times.items()})
+    figures.update({key: 1e3 * seconds for key, seconds in medians.items()})
     return figures, difference
 
 

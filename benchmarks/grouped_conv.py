@@ -19,13 +19,14 @@ Prints a markdown table of milliseconds.
 
 import os
 import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # Before TensorFlow: keras_attn turns on its oneDNN kernels unless TF_ENABLE_ONEDNN_OPTS is set.
 from keras_attn.layers import grouped_conv  # noqa: E402, I001
 import tensorflow as tf  # noqa: E402
+
+from benchmarks import timing  # noqa: E402
 
 SHAPES = [  # (size, input channels, output channels, groups, dilation)
     (56, 128, 128, 32, 1), (28, 256, 256, 32, 1), (14, 512, 512, 32, 1), (7, 1024, 1024, 32, 1),
@@ -67,12 +68,7 @@ def depthwise(x, kernel, groups, dilation):
 
 def _median_ms(function, *args, repeats=5):
     function(*args)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function(*args)
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+    return 1e3 * statistics.median(timing.seconds(lambda: function(*args), repeats))
 
 
 def _timings(formulation, x, kernel):

@@ -17,7 +17,6 @@ Each figure is the median of its `rounds * repeats` times. The output is a markd
 
 import argparse
 import os
-import statistics
 import sys
 import time
 
@@ -38,7 +37,7 @@ import keras_attn  # noqa: E402, F401, I001
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmarks import readme  # noqa: E402
+from benchmarks import readme, timing  # noqa: E402
 from keras_attn.applications import get_model  # noqa: E402
 from keras_attn.layers import GroupedConv2D, grouped_conv, grouped_conv_implementation  # noqa: E402
 
@@ -46,15 +45,6 @@ DEFAULT_NAMES = ("resnext50_32x4d", "seresnext50_32x4d", "skresnext50_32x4d", "r
                  "seresnet50")
 BASELINE = "resnet50"
 CLASSES = 1000
-
-
-def _seconds(call, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def _warm(calls, warmup):
@@ -234,15 +224,13 @@ def run(args):
                 row["timm"] = {"params": params}
                 timed.append((row["timm"], calls))
             rows.append(row)
-    samples = [{key: [] for key in calls} for _, calls in timed]
-    for round_index in range(args.rounds):
-        _log(f"[{time.perf_counter() - started:5.0f}s] round {round_index + 1} of {args.rounds}")
-        for (_, calls), times in zip(timed, samples):
-            for key, call in calls.items():
-                times[key] += _seconds(call, args.repeats)
-    for (figures, _), times in zip(timed, samples):
-        for key, seconds in times.items():
-            figures[key] = _figure(key, statistics.median(seconds), args.batch_size)
+    medians = timing.interleaved_medians(
+        {(index, key): call for index, (_, calls) in enumerate(timed)
+         for key, call in calls.items()},
+        args.rounds, args.repeats,
+        log=lambda message: _log(f"[{time.perf_counter() - started:5.0f}s] {message}"))
+    for (index, key), seconds in medians.items():
+        timed[index][0][key] = _figure(key, seconds, args.batch_size)
     for row in rows:
         _log(f"    {row['name']} ({row['implementation']}): {row['keras']} timm: {row.get('timm')}")
     return markdown(rows, args)
