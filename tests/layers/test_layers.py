@@ -197,10 +197,18 @@ def test_split_attention_radix_one_is_a_sigmoid_gate():
 def test_spatial_mean_is_the_mean_over_height_and_width(monkeypatch, pooling):
     # An average pooling over the whole map where TensorFlow runs oneDNN and the size is known.
     monkeypatch.setattr(common.kernels, "tensorflow_onednn_enabled", lambda: pooling)
+    pools, average_pool = [], keras.ops.average_pool
+
+    def pool_spy(*args, **kwargs):
+        pools.append(kwargs)
+        return average_pool(*args, **kwargs)
+
+    monkeypatch.setattr(keras.ops, "average_pool", pool_spy)
     x = testing.random_images((2, 7, 5, 3))
     expected = x.mean(axis=(1, 2), keepdims=True)
     pooled = keras.ops.convert_to_numpy(common.spatial_mean(x, "float32"))
     np.testing.assert_allclose(pooled, expected, rtol=0, atol=1e-6)
+    assert [p["pool_size"] for p in pools] == ([(7, 5)] if pooling else [])
     inputs = keras.Input((None, None, 3))  # size unknown when traced
     model = keras.Model(inputs, common.spatial_mean(inputs, "float32"))
     np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=0, atol=1e-6)
