@@ -70,7 +70,9 @@ class TorchConvGeometry:
     Kernel's dilated branch in a stride-2 block), which TensorFlow cannot run, is rewritten
     exactly: when the dilation is a multiple of the stride it reads every `stride`-th pixel
     and convolves with `dilation / stride`; otherwise it convolves with stride 1 and keeps
-    every `stride`-th output.
+    every `stride`-th output. When the padding is a multiple of the stride too, the small map
+    is padded after reading every `stride`-th pixel instead of the full map before (the same
+    pixels): SKNet-50's dilated branches then pad nothing, the convolution's `"same"` does.
 
     Example:
 
@@ -83,18 +85,24 @@ class TorchConvGeometry:
         self.kernel_size = kernel_size
         self.strides = strides
         self.dilation_rate = dilation_rate
-        self.padding = torch_padding(kernel_size, strides, dilation_rate)
+        padding = torch_padding(kernel_size, strides, dilation_rate)
+        # Applied in this order: input_padding, every input_step-th pixel, padding, the
+        # convolution, every output_step-th pixel.
+        self.input_padding = 0
         self.input_step = self.output_step = 1
         conv_strides, conv_dilation = strides, dilation_rate
         if strides > 1 and dilation_rate > 1:
             conv_strides = 1
             if dilation_rate % strides == 0:
                 self.input_step, conv_dilation = strides, dilation_rate // strides
+                if padding % strides == 0:
+                    padding //= strides
+                else:
+                    self.input_padding, padding = padding, 0
             else:
                 self.output_step = strides
-        same = strides == 1 and (dilation_rate * (kernel_size - 1)) % 2 == 0
-        if same:
-            self.padding = 0
+        same = conv_strides == 1 and conv_dilation * (kernel_size - 1) == 2 * padding
+        self.padding = 0 if same else padding
         self.conv_kwargs = {
             "strides": conv_strides,
             "dilation_rate": conv_dilation,
@@ -109,15 +117,15 @@ class TorchConvGeometry:
         def size(length):
             if length is None:
                 return None
-            return -(-(length + 2 * self.padding) // self.input_step)
+            return -(-(length + 2 * self.input_padding) // self.input_step) + 2 * self.padding
 
         return (batch, size(height), size(width), channels)
 
     def apply(self, conv, inputs):
-        x = pad_spatial(inputs, self.padding)
+        x = pad_spatial(inputs, self.input_padding)
         if self.input_step > 1:
             x = every_nth_pixel(x, self.input_step)
-        x = conv(x)
+        x = conv(pad_spatial(x, self.padding))
         if self.output_step > 1:
             x = every_nth_pixel(x, self.output_step)
         return x

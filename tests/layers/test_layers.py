@@ -249,6 +249,17 @@ def test_torch_conv_geometry_computes_pytorch_convolution(kernel_size, strides, 
     np.testing.assert_allclose(y, expected, atol=1e-5)
 
 
+def test_strided_dilated_geometry_pads_the_subsampled_map_only():
+    # SKNet-50's dilated branch in a stride-2 block: every 2nd pixel, then a "same" 3x3
+    # convolution; no pass over the full-size map to pad it.
+    geometry = common.TorchConvGeometry(kernel_size=3, strides=2, dilation_rate=2)
+    assert (geometry.input_padding, geometry.input_step, geometry.padding) == (0, 2, 0)
+    assert geometry.conv_kwargs == {
+        "strides": 1, "dilation_rate": 1, "padding": "same", "data_format": "channels_last"
+    }
+    assert geometry.conv_input_shape((8, 56, 57, 64)) == (8, 28, 29, 64)
+
+
 @pytest.mark.parametrize(
     "factory, message",
     [
