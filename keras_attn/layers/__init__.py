@@ -5,6 +5,8 @@
 - `SplitAttention` — Split-Attention convolution of ResNeSt (Zhang et al., 2020).
 - `GroupedConv2D` — `Conv2D(groups=g)`'s weights, computed the fastest way for the device
   (`grouped_conv_implementation` overrides the choice).
+- `DescriptorConv2D` — the attention gates' 1x1 convolutions over pooled descriptors,
+  computed as matrix products.
 - `FusedBatchNormalization` — `BatchNormalization`, computed with TensorFlow's fused kernel
   on TensorFlow (in training; in inference where oneDNN folds it into the convolution).
 
@@ -12,12 +14,14 @@ Each exposes `attention_weights(inputs)`, the gate or branch weights it applies.
 """
 
 from keras_attn.layers.batch_norm import FusedBatchNormalization
+from keras_attn.layers.descriptor_conv import DescriptorConv2D
 from keras_attn.layers.grouped_conv import GroupedConv2D, grouped_conv_implementation
 from keras_attn.layers.selective_kernel import SelectiveKernel
 from keras_attn.layers.split_attention import SplitAttention
 from keras_attn.layers.squeeze_excite import SqueezeExcite
 
 __all__ = [
+    "DescriptorConv2D",
     "FusedBatchNormalization",
     "GroupedConv2D",
     "SelectiveKernel",

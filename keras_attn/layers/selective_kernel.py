@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_attn.layers import common, grouped_conv
+from keras_attn.layers.descriptor_conv import DescriptorConv2D
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
@@ -111,12 +112,12 @@ class SelectiveKernel(keras.layers.Layer):
             for i in range(len(branches))
         ]
         gate_policy = common.gate_dtype_policy(self.dtype_policy)
-        self.fc_reduce = keras.layers.Conv2D(
-            self.attention_channels, 1, use_bias=False, name="fc_reduce", dtype=gate_policy
+        self.fc_reduce = DescriptorConv2D(
+            self.attention_channels, use_bias=False, name="fc_reduce", dtype=gate_policy
         )
         self.attn_bn = common.batch_norm("attn_bn", dtype=gate_policy)
-        self.fc_select = keras.layers.Conv2D(
-            filters * len(branches), 1, use_bias=False, name="fc_select", dtype=gate_policy
+        self.fc_select = DescriptorConv2D(
+            filters * len(branches), use_bias=False, name="fc_select", dtype=gate_policy
         )
 
     @property

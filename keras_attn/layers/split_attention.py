@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_attn.layers import common, grouped_conv
+from keras_attn.layers.descriptor_conv import DescriptorConv2D
 
 # timm's SplitAttn never lets the attention bottleneck fall below 32 channels.
 _MIN_ATTENTION_CHANNELS = 32
@@ -119,12 +120,12 @@ class SplitAttention(keras.layers.Layer):
                 f"`cardinality` must divide the attention width {attention}; received "
                 f"cardinality={self.cardinality}."
             )
-        self.fc1 = grouped_conv.conv2d(
-            attention, 1, groups=self.cardinality, name="fc1", dtype=self._gate_policy
+        self.fc1 = DescriptorConv2D(
+            attention, groups=self.cardinality, name="fc1", dtype=self._gate_policy
         )
         self.bn1 = common.batch_norm("bn1", dtype=self._gate_policy)
-        self.fc2 = grouped_conv.conv2d(
-            self.filters * self.radix, 1, groups=self.cardinality, name="fc2",
+        self.fc2 = DescriptorConv2D(
+            self.filters * self.radix, groups=self.cardinality, name="fc2",
             dtype=self._gate_policy,
         )
         conv_input = self._geometry.conv_input_shape(tuple(input_shape))

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_attn.layers import common
+from keras_attn.layers.descriptor_conv import DescriptorConv2D
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
@@ -63,8 +64,8 @@ class SqueezeExcite(keras.layers.Layer):
         # Both widths depend on the input's channel count, so the sublayers are made here.
         channels = common.check_channels_last("SqueezeExcite", input_shape)
         reduced = self.reduced_channels(channels)
-        self.fc1 = keras.layers.Conv2D(reduced, 1, name="fc1", dtype=self._gate_policy)
-        self.fc2 = keras.layers.Conv2D(channels, 1, name="fc2", dtype=self._gate_policy)
+        self.fc1 = DescriptorConv2D(reduced, name="fc1", dtype=self._gate_policy)
+        self.fc2 = DescriptorConv2D(channels, name="fc2", dtype=self._gate_policy)
         self.fc1.build((None, 1, 1, channels))
         self.fc2.build((None, 1, 1, reduced))
 

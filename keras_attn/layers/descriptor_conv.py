@@ -1,0 +1,57 @@
+"""The 1x1 convolutions that attention gates apply to pooled (batch, 1, 1, channels) descriptors."""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_attn")
+class DescriptorConv2D(keras.layers.Conv2D):
+    """A 1x1 `Conv2D` that computes as a matrix product on a 1x1 map.
+
+    The gates of Squeeze-and-Excitation (`fc1`, `fc2`), Selective Kernel (`fc_reduce`,
+    `fc_select`) and Split-Attention (`fc1`, `fc2`) are fully connected layers that timm writes
+    as 1x1 convolutions over globally pooled features (Hu et al., 2018, "Squeeze-and-Excitation
+    Networks"). This layer keeps `Conv2D`'s kernel (same shape, same name, same checkpoints)
+    and, on a map of one pixel, multiplies matrices instead: TensorFlow's oneDNN convolution
+    spends about 0.2 ms preparing each such call at batch 8, a fraction of it the product
+    (SE-ResNeXt-50, batch 8: 335.6 -> 328.8 ms, 2-core AVX-512 CPU). On larger maps, or with
+    strides or dilation, it is `Conv2D`.
+
+    Args:
+        filters: output channels.
+        groups: number of groups (Split-Attention's cardinality); must divide the input and
+            output channels.
+        **kwargs: any other `Conv2D` argument; `kernel_size` is 1.
+
+    Example:
+
+    >>> fc = DescriptorConv2D(32, name="fc1")
+    >>> fc(keras.random.normal((8, 1, 1, 128))).shape
+    (8, 1, 1, 32)
+    """
+
+    def __init__(self, filters, kernel_size=1, groups=1, **kwargs):
+        if kernel_size not in (1, (1, 1), [1, 1]):
+            raise ValueError(
+                f"DescriptorConv2D is a 1x1 convolution; received kernel_size={kernel_size!r}."
+            )
+        super().__init__(filters, 1, groups=groups, **kwargs)
+
+    def convolution_op(self, inputs, kernel):
+        one_pixel = tuple(inputs.shape[1:3]) == (1, 1)
+        plain = self.strides == (1, 1) and self.data_format == "channels_last"
+        if not (one_pixel and plain):
+            return super().convolution_op(inputs, kernel)
+        in_per_group, filters = kernel.shape[2], kernel.shape[3]
+        if self.groups == 1:
+            outputs = ops.matmul(ops.reshape(inputs, (-1, in_per_group)),
+                                 ops.reshape(kernel, (in_per_group, filters)))
+        else:
+            # Keras' grouped kernel is (1, 1, in_per_group, filters) with group g's outputs at
+            # [g * filters / groups, (g + 1) * filters / groups).
+            grouped_inputs = ops.reshape(inputs, (-1, self.groups, in_per_group))
+            grouped_kernel = ops.reshape(
+                kernel, (in_per_group, self.groups, filters // self.groups)
+            )
+            outputs = ops.einsum("bgi,igo->bgo", grouped_inputs, grouped_kernel)
+        return ops.reshape(outputs, (-1, 1, 1, filters))

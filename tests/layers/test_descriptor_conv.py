@@ -1,0 +1,86 @@
+"""DescriptorConv2D: Keras' 1x1 Conv2D, as a matrix product on one-pixel maps."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_attn import testing
+from keras_attn.layers import DescriptorConv2D
+
+pytestmark = pytest.mark.backends  # also run under JAX and PyTorch (tests/backends)
+
+
+def _pair(channels, filters, groups, shape, use_bias=True):
+    reference = keras.layers.Conv2D(filters, 1, groups=groups, use_bias=use_bias)
+    layer = DescriptorConv2D(filters, groups=groups, use_bias=use_bias)
+    reference.build(shape)
+    layer.build(shape)
+    reference.set_weights([testing.random_images(w.shape, seed=i)
+                           for i, w in enumerate(reference.weights)])
+    layer.set_weights(reference.get_weights())
+    return reference, layer, testing.random_images(shape, seed=5)
+
+
+def _gradients(layer, x):
+    """d(sum(y * r)) / d(inputs, kernel) for a fixed random cotangent r."""
+    cotangent = keras.ops.convert_to_tensor(
+        testing.random_images(layer.compute_output_shape(x.shape), seed=7))
+
+    def loss(inputs, kernel):
+        return keras.ops.sum(type(layer).convolution_op(layer, inputs, kernel) * cotangent)
+
+    return testing.gradients(loss, x, layer.kernel)
+
+
+@pytest.mark.parametrize("use_bias", [True, False])
+@pytest.mark.parametrize(
+    "channels, filters, groups, shape",
+    [
+        (128, 32, 1, (8, 1, 1, 128)),  # Selective Kernel's fc_reduce
+        (32, 256, 1, (8, 1, 1, 32)),  # its fc_select
+        (24, 12, 4, (3, 1, 1, 24)),  # Split-Attention's fc1 with cardinality 4
+        (12, 48, 4, (3, 1, 1, 12)),
+        (24, 12, 4, (2, 3, 5, 24)),  # a larger map: Conv2D's own path
+    ],
+)
+def test_equals_keras_conv2d_with_gradients(channels, filters, groups, shape, use_bias):
+    reference, layer, x = _pair(channels, filters, groups, shape, use_bias)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)),
+                               keras.ops.convert_to_numpy(reference(x)), rtol=0, atol=1e-5)
+    for ours, theirs in zip(_gradients(layer, x), _gradients(reference, x)):
+        # Relative to the largest entry: an input's gradient sums up to 256 products.
+        scale = max(1.0, np.abs(theirs).max())
+        np.testing.assert_allclose(ours / scale, theirs / scale, rtol=0, atol=1e-5)
+
+
+def test_multiplies_matrices_on_one_pixel_and_convolves_larger_maps(monkeypatch):
+    convolutions = []
+    convolution_op = keras.layers.Conv2D.convolution_op
+
+    def convolution_spy(self, inputs, kernel):
+        convolutions.append(tuple(inputs.shape[1:3]))
+        return convolution_op(self, inputs, kernel)
+
+    monkeypatch.setattr(keras.layers.Conv2D, "convolution_op", convolution_spy)
+    for groups in (1, 4):
+        _, layer, x = _pair(16, 8, groups, (2, 1, 1, 16))
+        layer(x)
+        _, layer, x = _pair(16, 8, groups, (2, 2, 2, 16))
+        layer(x)
+    assert convolutions == [(2, 2), (2, 2)]
+
+
+def test_weights_and_config_are_conv2d_ones():
+    conv = keras.layers.Conv2D(32, 1, groups=4, name="fc1")
+    fc = DescriptorConv2D(32, groups=4, name="fc1")
+    conv.build((None, 1, 1, 64))
+    fc.build((None, 1, 1, 64))
+    assert [(w.path, w.shape) for w in fc.weights] == [(w.path, w.shape) for w in conv.weights]
+    restored = DescriptorConv2D.from_config(fc.get_config())
+    assert restored.get_config() == fc.get_config()
+    assert restored.groups == 4 and restored.kernel_size == (1, 1)
+
+
+def test_a_larger_kernel_names_the_argument():
+    with pytest.raises(ValueError, match=r"kernel_size=3"):
+        DescriptorConv2D(8, kernel_size=3)
