@@ -172,7 +172,7 @@ class SelectiveKernel(keras.layers.Layer):
         logits = self.fc_select(descriptor)
         # timm orders fc_select's outputs branch-major: (branch, channel).
         logits = ops.reshape(logits, (-1, 1, 1, self.num_paths, self.filters))
-        return ops.softmax(logits, axis=3)
+        return common.softmax(logits, axis=3)
 
     def attention_weights(self, inputs, training=None):
         """Branch weights, shape `(batch, 1, 1, num_paths, filters)`, summing to 1 per channel."""

@@ -151,9 +151,10 @@ class SplitAttention(keras.layers.Layer):
             return ops.reshape(ops.sigmoid(logits), (-1, 1, 1, 1, self.filters))
         width = self.filters // self.cardinality
         logits = ops.reshape(logits, (-1, self.cardinality, self.radix, width))
-        weights = ops.softmax(logits, axis=2)
-        # (group, radix, channel) -> (radix, group, channel): the order of the splits.
-        weights = ops.transpose(weights, (0, 2, 1, 3))
+        weights = common.softmax(logits, axis=2)
+        if self.cardinality > 1:
+            # (group, radix, channel) -> (radix, group, channel): the order of the splits.
+            weights = ops.transpose(weights, (0, 2, 1, 3))
         return ops.reshape(weights, (-1, 1, 1, self.radix, self.filters))
 
     def attention_weights(self, inputs, training=None):

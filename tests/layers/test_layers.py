@@ -214,6 +214,21 @@ def test_spatial_mean_is_the_mean_over_height_and_width(monkeypatch, pooling):
     np.testing.assert_allclose(model.predict(x, verbose=0), expected, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("axis", [2, 3])
+def test_softmax_equals_keras_softmax_with_gradients(axis):
+    # Logits up to +-300: exp overflows float32 unless the maximum is subtracted first.
+    logits = 600 * testing.random_images((3, 1, 2, 3, 5)) - 300
+    expected = keras.ops.convert_to_numpy(keras.ops.softmax(logits, axis=axis))
+    weights = keras.ops.convert_to_numpy(common.softmax(logits, axis))
+    np.testing.assert_allclose(weights, expected, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(weights.sum(axis=axis), 1.0, rtol=0, atol=1e-6)
+    cotangent = keras.ops.convert_to_tensor(testing.random_images(logits.shape, seed=3))
+    ours, = testing.gradients(lambda x: keras.ops.sum(common.softmax(x, axis) * cotangent), logits)
+    theirs, = testing.gradients(
+        lambda x: keras.ops.sum(keras.ops.softmax(x, axis=axis) * cotangent), logits)
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)
+
+
 def _torch_conv_reference(x, kernel, strides, dilation, padding):
     """PyTorch's Conv2d (symmetric zero padding, floor mode), by definition, in NumPy."""
     x = np.pad(x, [(0, 0), (padding, padding), (padding, padding), (0, 0)])
