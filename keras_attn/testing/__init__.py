@@ -109,3 +109,31 @@ def gradients(function, *arguments):
     else:
         raise NotImplementedError(f"gradients on the {backend!r} backend")
     return [keras.ops.convert_to_numpy(g) for g in grads]
+
+
+def assert_convolution_equals(layer, reference, inputs, atol=1e-5):
+    """`layer` computes what `reference`, a Keras `Conv2D` with the same weights, computes.
+
+    Compares the outputs on `inputs`, then the gradients of the convolution (plus the bias,
+    where there is one) with respect to the inputs, the kernel and the bias under a fixed
+    random cotangent, each relative to its largest entry: an input's gradient sums many
+    products.
+    """
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(inputs)),
+                               keras.ops.convert_to_numpy(reference(inputs)), rtol=0, atol=atol)
+    for ours, theirs in zip(_convolution_gradients(layer, inputs),
+                            _convolution_gradients(reference, inputs), strict=True):
+        scale = max(1.0, np.abs(theirs).max())
+        np.testing.assert_allclose(ours / scale, theirs / scale, rtol=0, atol=atol)
+
+
+def _convolution_gradients(layer, inputs):
+    cotangent = keras.ops.convert_to_tensor(
+        random_images(layer.compute_output_shape(inputs.shape), seed=7))
+
+    def loss(x, kernel, *bias):
+        y = type(layer).convolution_op(layer, x, kernel)
+        return keras.ops.sum((y + bias[0] if bias else y) * cotangent)
+
+    variables = [layer.kernel] + ([layer.bias] if layer.use_bias else [])
+    return gradients(loss, inputs, *variables)

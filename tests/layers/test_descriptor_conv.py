@@ -1,7 +1,6 @@
 """DescriptorConv2D: Keras' 1x1 Conv2D, as a matrix product on one-pixel maps."""
 
 import keras
-import numpy as np
 import pytest
 
 from keras_attn import testing
@@ -21,17 +20,6 @@ def _pair(channels, filters, groups, shape, use_bias=True):
     return reference, layer, testing.random_images(shape, seed=5)
 
 
-def _gradients(layer, x):
-    """d(sum(y * r)) / d(inputs, kernel) for a fixed random cotangent r."""
-    cotangent = keras.ops.convert_to_tensor(
-        testing.random_images(layer.compute_output_shape(x.shape), seed=7))
-
-    def loss(inputs, kernel):
-        return keras.ops.sum(type(layer).convolution_op(layer, inputs, kernel) * cotangent)
-
-    return testing.gradients(loss, x, layer.kernel)
-
-
 @pytest.mark.parametrize("use_bias", [True, False])
 @pytest.mark.parametrize(
     "channels, filters, groups, shape",
@@ -45,12 +33,7 @@ def _gradients(layer, x):
 )
 def test_equals_keras_conv2d_with_gradients(channels, filters, groups, shape, use_bias):
     reference, layer, x = _pair(channels, filters, groups, shape, use_bias)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)),
-                               keras.ops.convert_to_numpy(reference(x)), rtol=0, atol=1e-5)
-    for ours, theirs in zip(_gradients(layer, x), _gradients(reference, x)):
-        # Relative to the largest entry: an input's gradient sums up to 256 products.
-        scale = max(1.0, np.abs(theirs).max())
-        np.testing.assert_allclose(ours / scale, theirs / scale, rtol=0, atol=1e-5)
+    testing.assert_convolution_equals(layer, reference, x)
 
 
 def test_multiplies_matrices_on_one_pixel_and_convolves_larger_maps(monkeypatch):

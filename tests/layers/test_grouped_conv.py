@@ -35,27 +35,11 @@ def _pair(case, implementation):
     return reference, layer, x
 
 
-def _gradients(layer, x):
-    """d(sum(y * r)) / d(inputs, kernel, bias) for a fixed random cotangent r."""
-    cotangent = keras.ops.convert_to_tensor(
-        testing.random_images(layer.compute_output_shape(x.shape), seed=7))
-
-    def loss(inputs, kernel, bias):
-        y = type(layer).convolution_op(layer, inputs, kernel) + bias
-        return keras.ops.sum(y * cotangent)
-
-    return testing.gradients(loss, x, layer.kernel, layer.bias)
-
-
 @pytest.mark.parametrize("implementation", ["split", "native", "auto"])
 @pytest.mark.parametrize("case", CASES)
 def test_every_formulation_equals_keras_conv2d_with_gradients(case, implementation):
     reference, layer, x = _pair(case, implementation)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)),
-                               keras.ops.convert_to_numpy(reference(x)), rtol=0, atol=1e-5)
-    for ours, theirs in zip(_gradients(layer, x), _gradients(reference, x)):
-        scale = max(1.0, np.abs(theirs).max())
-        np.testing.assert_allclose(ours / scale, theirs / scale, rtol=0, atol=1e-5)
+    testing.assert_convolution_equals(layer, reference, x)
 
 
 def test_the_kernel_has_conv2d_layout_and_weights_load_either_way():
