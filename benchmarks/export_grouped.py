@@ -25,7 +25,7 @@ import keras_attn  # noqa: E402, F401, I001
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from benchmarks import timing  # noqa: E402
+from benchmarks import arguments, timing  # noqa: E402
 from keras_attn.applications import get_model  # noqa: E402
 from keras_attn.export import serving, tflite_export  # noqa: E402
 from keras_attn.layers import grouped_conv, grouped_conv_implementation  # noqa: E402
@@ -135,14 +135,16 @@ def markdown(results, args):
 def parse(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", default=["resnext50_32x4d"],
-                        help="registered network names with grouped convolutions")
-    parser.add_argument("--image_size", type=int, default=224)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=3)
+                        help="registered network names with grouped convolutions "
+                        "(default %(default)s)")
+    parser.add_argument("--image_size", type=int, default=224,
+                        help="height and width (default %(default)s)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds over all the variants, interleaved (default %(default)s)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed calls of each variant in each round (default %(default)s)")
     args = parser.parse_args(argv)
-    for flag in ("image_size", "rounds", "repeats"):
-        if getattr(args, flag) < 1:
-            parser.error(f"--{flag} must be >= 1; received {getattr(args, flag)}")
+    arguments.check(parser, args, counts=("image_size", "rounds", "repeats"))
     return args
 
 

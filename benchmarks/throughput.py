@@ -37,7 +37,7 @@ import keras_attn  # noqa: E402, F401, I001
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmarks import readme, timing  # noqa: E402
+from benchmarks import arguments, readme, timing  # noqa: E402
 from keras_attn.applications import get_model  # noqa: E402
 from keras_attn.layers import GroupedConv2D, grouped_conv, grouped_conv_implementation  # noqa: E402
 
@@ -239,26 +239,37 @@ def run(args):
 def parse(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", default=list(DEFAULT_NAMES),
-                        help="registered network names (keras_attn.applications.list_models())")
-    parser.add_argument("--batch_size", type=int, default=8)
-    parser.add_argument("--image_size", type=int, default=224)
-    parser.add_argument("--warmup", type=int, default=2)
+                        help="registered network names (keras_attn.applications.list_models()); "
+                        "default: %(default)s")
+    parser.add_argument("--batch_size", type=int, default=8,
+                        help="images per throughput call (default %(default)s)")
+    parser.add_argument("--image_size", type=int, default=224,
+                        help="height and width (default %(default)s)")
+    parser.add_argument("--warmup", type=int, default=2,
+                        help="untimed calls of each model before the rounds (default %(default)s)")
     parser.add_argument("--repeats", type=int, default=3,
-                        help="timed calls of each model in each round")
+                        help="timed calls of each model in each round (default %(default)s)")
     parser.add_argument("--rounds", type=int, default=3,
-                        help="rounds over all the models (interleaved, see above)")
+                        help="rounds over all the models, interleaved (default %(default)s)")
     parser.add_argument("--implementations", default="auto",
-                        help="comma-separated GroupedConv2D implementations: auto, native, split")
+                        help="comma-separated GroupedConv2D implementations: auto, native, "
+                        "split (default %(default)s)")
     parser.add_argument("--dtype_policy", default="float32",
-                        help="float32, mixed_float16 or mixed_bfloat16")
+                        choices=("float32", "mixed_float16", "mixed_bfloat16"),
+                        help="Keras dtype policy of every model; timm runs AMP under a mixed "
+                        "one on a GPU (default %(default)s)")
     parser.add_argument("--jit_compile", default="auto",
-                        help="Model.compile's jit_compile for the training step: auto/true/false")
-    parser.add_argument("--no_train", dest="train", action="store_false")
-    parser.add_argument("--no_timm", dest="timm", action="store_false")
+                        help="Model.compile's jit_compile for the training step: auto, true or "
+                        "false (default %(default)s)")
+    parser.add_argument("--no_train", dest="train", action="store_false",
+                        help="skip the training steps")
+    parser.add_argument("--no_timm", dest="timm", action="store_false",
+                        help="skip timm even where it is importable")
     parser.add_argument("--update-readme", action="store_true",
                         help="write the table between README.md's markers of --readme_section")
     parser.add_argument("--readme_section", default="throughput",
-                        help="README.md section: throughput (CPU) or throughput-gpu")
+                        choices=("throughput", "throughput-gpu"),
+                        help="README.md's CPU or GPU table (default %(default)s)")
     args = parser.parse_args(argv)
     args.implementations = args.implementations.split(",")
     for implementation in args.implementations:
@@ -269,9 +280,9 @@ def parse(argv=None):
         args.jit_compile.lower())
     if args.jit_compile is None:
         parser.error("--jit_compile must be auto, true or false")
-    for flag in ("batch_size", "image_size", "repeats", "rounds"):
-        if getattr(args, flag) < 1:
-            parser.error(f"--{flag} must be >= 1; received {getattr(args, flag)}")
+    if args.warmup < 0:
+        parser.error(f"--warmup must be >= 0; received {args.warmup}")
+    arguments.check(parser, args, counts=("batch_size", "image_size", "repeats", "rounds"))
     return args
 
 

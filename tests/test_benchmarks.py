@@ -1,0 +1,54 @@
+"""The benchmarks' command lines: bad input stops with a usage error before any model is built."""
+
+import argparse
+import os
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks import arguments
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="bench")
+    parser.add_argument("names", nargs="*")
+    parser.add_argument("--rounds", type=int, default=3)
+    return parser
+
+
+def _usage_error(argv, capsys):
+    parser = _parser()
+    with pytest.raises(SystemExit) as exit_info:
+        arguments.check(parser, parser.parse_args(argv), counts=("rounds",))
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err.splitlines()[-1]
+
+
+def test_check_names_an_unknown_network_and_suggests_close_ones(capsys):
+    message = _usage_error(["resnext50_32x4d", "seresnext50"], capsys)
+    assert message.startswith("bench: error: Unknown model name 'seresnext50'. Did you mean ")
+    assert "'seresnext50_32x4d'" in message
+
+
+def test_check_names_a_count_below_one(capsys):
+    assert _usage_error(["--rounds", "0"], capsys) == (
+        "bench: error: --rounds must be >= 1; received 0")
+
+
+def test_check_passes_registered_names_and_positive_counts():
+    parser = _parser()
+    args = parser.parse_args(["resnest50d", "seresnet50", "--rounds", "1"])
+    assert arguments.check(parser, args, counts=("rounds",)) is None
+
+
+def test_export_benchmark_rejects_an_unknown_name_before_building():
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.export_grouped", "resnxt50"], cwd=ROOT,
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines()[-1].startswith(
+        "export_grouped.py: error: Unknown model name 'resnxt50'.")
