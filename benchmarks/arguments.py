@@ -3,19 +3,18 @@
 from keras_attn.applications import specs
 
 
-def check(parser, args, counts=(), names=True):
-    """Exits through `parser.error` on an unknown network name or a count flag below 1.
+def check(parser, args, minimums):
+    """Exits through `parser.error` on an unknown network name or a number below its minimum.
 
     Args:
         parser: the `argparse.ArgumentParser` that parsed `args`.
-        args: the parsed namespace.
-        counts: flags (attribute names) that must be integers >= 1.
-        names: whether `args.names` must all be registered networks.
+        args: the parsed namespace; every one of `args.names` must be a registered network.
+        minimums: `{flag: smallest value}` for the integer flags (attribute names).
     """
-    for flag in counts:
-        if getattr(args, flag) < 1:
-            parser.error(f"--{flag} must be >= 1; received {getattr(args, flag)}")
-    for name in args.names if names else ():
+    for flag, minimum in minimums.items():
+        if getattr(args, flag) < minimum:
+            parser.error(f"--{flag} must be >= {minimum}; received {getattr(args, flag)}")
+    for name in args.names:
         try:
             specs.get_spec(name)
         except ValueError as error:

@@ -144,7 +144,7 @@ def parse(argv=None):
     parser.add_argument("--repeats", type=int, default=3,
                         help="timed calls of each variant in each round (default %(default)s)")
     args = parser.parse_args(argv)
-    arguments.check(parser, args, counts=("image_size", "rounds", "repeats"))
+    arguments.check(parser, args, minimums={"image_size": 1, "rounds": 1, "repeats": 1})
     return args
 
 

@@ -280,9 +280,8 @@ def parse(argv=None):
         args.jit_compile.lower())
     if args.jit_compile is None:
         parser.error("--jit_compile must be auto, true or false")
-    if args.warmup < 0:
-        parser.error(f"--warmup must be >= 0; received {args.warmup}")
-    arguments.check(parser, args, counts=("batch_size", "image_size", "repeats", "rounds"))
+    arguments.check(parser, args, minimums={"batch_size": 1, "image_size": 1, "warmup": 0,
+                                            "repeats": 1, "rounds": 1})
     return args
 
 

@@ -22,7 +22,7 @@ def _parser():
 def _usage_error(argv, capsys):
     parser = _parser()
     with pytest.raises(SystemExit) as exit_info:
-        arguments.check(parser, parser.parse_args(argv), counts=("rounds",))
+        arguments.check(parser, parser.parse_args(argv), minimums={"rounds": 1})
     assert exit_info.value.code == 2
     return capsys.readouterr().err.splitlines()[-1]
 
@@ -41,14 +41,18 @@ def test_check_names_a_count_below_one(capsys):
 def test_check_passes_registered_names_and_positive_counts():
     parser = _parser()
     args = parser.parse_args(["resnest50d", "seresnet50", "--rounds", "1"])
-    assert arguments.check(parser, args, counts=("rounds",)) is None
+    assert arguments.check(parser, args, minimums={"rounds": 1}) is None
 
 
-def test_export_benchmark_rejects_an_unknown_name_before_building():
+@pytest.mark.parametrize("script, argv, message", [
+    ("export_grouped", ["resnxt50"], "error: Unknown model name 'resnxt50'."),
+    ("throughput", ["resnet5", "--no_timm"], "error: Unknown model name 'resnet5'."),
+    ("throughput", ["--warmup", "-1"], "error: --warmup must be >= 0; received -1"),
+])
+def test_benchmark_rejects_bad_input_before_building(script, argv, message):
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.export_grouped", "resnxt50"], cwd=ROOT,
+        [sys.executable, "-m", f"benchmarks.{script}", *argv], cwd=ROOT,
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     assert result.stdout == ""
-    assert result.stderr.splitlines()[-1].startswith(
-        "export_grouped.py: error: Unknown model name 'resnxt50'.")
+    assert result.stderr.splitlines()[-1].startswith(f"{script}.py: {message}")
