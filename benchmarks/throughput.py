@@ -252,8 +252,8 @@ def parse(argv=None):
     parser.add_argument("--rounds", type=int, default=3,
                         help="rounds over all the models, interleaved (default %(default)s)")
     parser.add_argument("--implementations", default="auto",
-                        help="comma-separated GroupedConv2D implementations: auto, native, "
-                        "split (default %(default)s)")
+                        help="comma-separated GroupedConv2D implementations: "
+                        f"{', '.join(grouped_conv.IMPLEMENTATIONS)} (default %(default)s)")
     parser.add_argument("--dtype_policy", default="float32",
                         choices=("float32", "mixed_float16", "mixed_bfloat16"),
                         help="Keras dtype policy of every model; timm runs AMP under a mixed "
@@ -273,9 +273,9 @@ def parse(argv=None):
     args = parser.parse_args(argv)
     args.implementations = args.implementations.split(",")
     for implementation in args.implementations:
-        if implementation not in ("auto", "native", "split"):
+        if implementation not in grouped_conv.IMPLEMENTATIONS:
             parser.error(f"--implementations: unknown implementation {implementation!r}; "
-                         "expected auto, native or split")
+                         f"expected one of {', '.join(grouped_conv.IMPLEMENTATIONS)}")
     args.jit_compile = {"auto": "auto", "true": True, "false": False}.get(
         args.jit_compile.lower())
     if args.jit_compile is None:

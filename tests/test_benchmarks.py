@@ -48,6 +48,9 @@ def test_check_passes_registered_names_and_positive_counts():
     ("export_grouped", ["resnxt50"], "error: Unknown model name 'resnxt50'."),
     ("throughput", ["resnet5", "--no_timm"], "error: Unknown model name 'resnet5'."),
     ("throughput", ["--warmup", "-1"], "error: --warmup must be >= 0; received -1"),
+    ("throughput", ["--implementations", "auto,packed"],
+     "error: --implementations: unknown implementation 'packed'; expected one of auto, native, "
+     "split"),
 ])
 def test_benchmark_rejects_bad_input_before_building(script, argv, message):
     result = subprocess.run(
