@@ -28,9 +28,11 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
 
     The weights, their names and the update of the moving statistics are those of
     `BatchNormalization` (Ioffe & Szegedy, 2015, "Batch Normalization: Accelerating Deep
-    Network Training by Reducing Internal Covariate Shift"), so checkpoints and `.keras` files
-    are interchangeable. Other backends, masks, channels-first inputs, non-float32 inputs,
-    renormalization and synchronized statistics take `BatchNormalization`'s own path.
+    Network Training by Reducing Internal Covariate Shift"), so `get_weights` /
+    `set_weights` move them either way (a Keras 3 `.weights.h5` or `.keras` file keys each
+    layer by its class, so such a file loads into a model built with the same classes).
+    Other backends, masks, channels-first inputs, non-float32 inputs, renormalization and
+    synchronized statistics take `BatchNormalization`'s own path.
 
     Args:
         **kwargs: any `keras.layers.BatchNormalization` argument.
@@ -38,7 +40,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     Example:
 
     >>> bn = FusedBatchNormalization(epsilon=1e-5, momentum=0.9, name="bn1")
-    >>> bn(keras.random.normal((8, 56, 56, 64)), training=True).shape
+    >>> tuple(bn(keras.random.normal((8, 56, 56, 64)), training=True).shape)
     (8, 56, 56, 64)
     """
 

@@ -5,8 +5,8 @@ own (Eigen) CPU kernels have no gradient for grouped convolutions, so Keras comp
 with XLA, whose CPU code ran ResNeXt-50's 32-group 3x3 convolutions 1.2-8.8x slower than the
 packed form below, and whose gradient 33-190x slower (`python -m benchmarks.grouped_conv`,
 2-core AVX2 CPU). Dense convolutions, in contrast, run at full speed once each sees enough
-channels. `GroupedConv2D` therefore keeps `Conv2D`'s weights (same kernel shape, same name,
-same checkpoints) and chooses how to compute them:
+channels. `GroupedConv2D` therefore keeps `Conv2D`'s weights (same kernel shape, same
+variable names) and chooses how to compute them:
 
 - `"native"`: the backend's grouped convolution. Fastest where the backend has a real kernel
   for it: cuDNN on GPU, oneDNN under PyTorch on CPU, and oneDNN under TensorFlow when
@@ -65,8 +65,10 @@ def grouped_conv_implementation(implementation):
 
     Example:
 
-    >>> with keras_attn.layers.grouped_conv_implementation("native"):
-    ...     logits = model(images)
+    >>> model = keras.Sequential([keras.Input((16, 16, 32)), GroupedConv2D(32, 3, groups=8)])
+    >>> images = keras.random.normal((2, 16, 16, 32))
+    >>> with grouped_conv_implementation("split"):
+    ...     outputs = model(images)
     """
     global _override
     _check_implementation(implementation)
@@ -142,7 +144,11 @@ class GroupedConv2D(keras.layers.Conv2D):
 
     See the module docstring for the formulations. Every formulation computes the same
     function as `keras.layers.Conv2D` with the same kernel (to float rounding), gradients
-    included; checkpoints and `.keras` files are interchangeable with `Conv2D`'s.
+    included. The variables are `Conv2D`'s (shapes and names), so `get_weights` /
+    `set_weights` move them either way and timm checkpoints map onto them; the implementation
+    is not stored, so a saved network loads whichever one is chosen. (A Keras 3 `.weights.h5`
+    or `.keras` file keys each layer by its class, so such a file saved from a model built with
+    `Conv2D` loads into a model built with `Conv2D`, not into this layer.)
 
     Introduced for ResNeXt's aggregated transformations (Xie et al., 2017, "Aggregated Residual
     Transformations for Deep Neural Networks"), used by every block with cardinality or radix.
@@ -150,6 +156,8 @@ class GroupedConv2D(keras.layers.Conv2D):
     Args:
         filters: output channels.
         kernel_size: as `Conv2D`.
+        *args: `Conv2D`'s further positional arguments, in its order (`strides`, `padding`,
+            ...), so that `GroupedConv2D(64, 3, 2, groups=4)` strides as `Conv2D` does.
         groups: number of groups; must divide the input and output channels.
         implementation: `"auto"` (default), `"native"` or `"split"`.
         **kwargs: any other `Conv2D` argument.
@@ -157,12 +165,12 @@ class GroupedConv2D(keras.layers.Conv2D):
     Example:
 
     >>> conv = GroupedConv2D(128, 3, groups=32, padding="same", use_bias=False)
-    >>> conv(keras.random.normal((8, 56, 56, 128))).shape
+    >>> tuple(conv(keras.random.normal((8, 56, 56, 128))).shape)
     (8, 56, 56, 128)
     """
 
-    def __init__(self, filters, kernel_size, groups=1, implementation="auto", **kwargs):
-        super().__init__(filters, kernel_size, groups=groups, **kwargs)
+    def __init__(self, filters, kernel_size, *args, groups=1, implementation="auto", **kwargs):
+        super().__init__(filters, kernel_size, *args, groups=groups, **kwargs)
         self.implementation = _check_implementation(implementation)
 
     def convolution_op(self, inputs, kernel):

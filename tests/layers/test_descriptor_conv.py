@@ -67,3 +67,16 @@ def test_weights_and_config_are_conv2d_ones():
 def test_a_larger_kernel_names_the_argument():
     with pytest.raises(ValueError, match=r"kernel_size=3"):
         DescriptorConv2D(8, kernel_size=3)
+
+
+def test_descriptors_are_channels_last_whatever_the_global_format():
+    keras.config.set_image_data_format("channels_first")  # conftest restores it
+    fc = DescriptorConv2D(8, groups=2)
+    assert fc.get_config()["data_format"] == "channels_last"
+    assert tuple(fc(testing.random_images((3, 1, 1, 4))).shape) == (3, 1, 1, 8)
+
+
+def test_further_arguments_are_keywords():
+    # Conv2D's third positional argument is `strides`: refused, not read as `groups`.
+    with pytest.raises(TypeError, match="positional"):
+        DescriptorConv2D(8, 1, 2)

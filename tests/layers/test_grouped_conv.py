@@ -42,12 +42,22 @@ def test_every_formulation_equals_keras_conv2d_with_gradients(case, implementati
     testing.assert_convolution_equals(layer, reference, x)
 
 
-def test_the_kernel_has_conv2d_layout_and_weights_load_either_way():
+def test_the_kernel_has_conv2d_layout_and_variable_paths():
     conv = keras.layers.Conv2D(32, 3, groups=8, name="conv")
     grouped = GroupedConv2D(32, 3, groups=8, name="conv")
     conv.build((None, 9, 9, 32))
     grouped.build((None, 9, 9, 32))
     assert [(w.path, w.shape) for w in grouped.weights] == [(w.path, w.shape) for w in conv.weights]
+
+
+def test_positional_arguments_are_conv2d_ones():
+    # Conv2D's third positional argument is `strides`; a drop-in replacement must read it so.
+    conv = keras.layers.Conv2D(8, 3, 2, "same", groups=4)
+    grouped = GroupedConv2D(8, 3, 2, "same", groups=4)
+    keys = ("strides", "padding", "groups")
+    assert {k: grouped.get_config()[k] for k in keys} == {k: conv.get_config()[k] for k in keys}
+    x = testing.random_images((2, 9, 9, 8))
+    assert tuple(grouped(x).shape) == tuple(conv(x).shape) == (2, 5, 5, 8)
 
 
 def test_override_wins_and_is_restored(monkeypatch):
