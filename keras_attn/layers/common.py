@@ -4,6 +4,9 @@ Everything here exists to make a Keras network compute the same function as its 
 (PyTorch) twin, so that published checkpoints load and give the same logits.
 """
 
+import math
+import numbers
+
 import keras
 from keras import ops
 
@@ -78,7 +81,9 @@ class TorchConvGeometry:
 
     >>> geometry = TorchConvGeometry(kernel_size=3, strides=2, dilation_rate=2)
     >>> conv = keras.layers.Conv2D(64, 3, use_bias=False, **geometry.conv_kwargs)
-    >>> outputs = geometry.apply(conv, inputs)
+    >>> inputs = keras.random.normal((2, 15, 15, 32))
+    >>> tuple(geometry.apply(conv, inputs).shape)  # PyTorch: (15 + 2 * 2 - 4 - 1) // 2 + 1
+    (2, 8, 8, 64)
     """
 
     def __init__(self, kernel_size, strides=1, dilation_rate=1):
@@ -161,7 +166,9 @@ def gate_dtype_policy(policy):
     radix or a sigmoid near saturation is where half precision loses accuracy. Otherwise they
     follow the layer's own policy.
     """
-    if policy.compute_dtype in _LOW_PRECISION:
+    # A mixed policy keeps float32 variables and computes in half precision; a plain
+    # "float16" or "bfloat16" policy asks for half precision throughout, and gets it.
+    if policy.compute_dtype in _LOW_PRECISION and policy.variable_dtype == "float32":
         return keras.DTypePolicy("float32")
     return policy
 
@@ -206,31 +213,35 @@ def pad_spatial(inputs, padding):
 
 
 def check_positive_int(name, value, minimum=1):
-    """Raises a `ValueError` naming `name` unless `value` is an int >= `minimum`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    """`value` as a Python int; raises a `ValueError` naming `name` unless it is an integer
+    (NumPy's included, bools not) >= `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"`{name}` must be an integer >= {minimum}; received {name}={value!r}.")
-    return value
+    return int(value)
 
 
 def check_positive_number(name, value):
-    """Raises a `ValueError` naming `name` unless `value` is a number > 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"`{name}` must be a number > 0; received {name}={value!r}.")
-    return value
+    """`value` as a Python number (an int stays an int); raises a `ValueError` naming `name`
+    unless it is a finite real number > 0 (NumPy's included, bools not)."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not (value > 0 and math.isfinite(value))):
+        raise ValueError(f"`{name}` must be a finite number > 0; received {name}={value!r}.")
+    return int(value) if isinstance(value, numbers.Integral) else float(value)
 
 
 def check_reduction(rd_ratio, rd_channels, rd_divisor):
-    """Validates timm's attention-width arguments; returns them as given."""
-    check_positive_number("rd_ratio", rd_ratio)
-    if rd_channels is not None:
-        check_positive_int("rd_channels", rd_channels)
-    check_positive_int("rd_divisor", rd_divisor)
-    return rd_ratio, rd_channels, rd_divisor
+    """Validates timm's attention-width arguments; returns them as Python numbers."""
+    return (
+        check_positive_number("rd_ratio", rd_ratio),
+        None if rd_channels is None else check_positive_int("rd_channels", rd_channels),
+        check_positive_int("rd_divisor", rd_divisor),
+    )
 
 
 def check_cardinality(cardinality, filters):
-    """Raises unless `cardinality` is a positive int that divides `filters`."""
-    check_positive_int("cardinality", cardinality)
+    """`cardinality` as a Python int; raises unless it is a positive integer that divides
+    `filters`."""
+    cardinality = check_positive_int("cardinality", cardinality)
     if filters % cardinality:
         raise ValueError(
             f"`cardinality` must divide `filters`; received cardinality={cardinality} "

@@ -1,5 +1,7 @@
 """Selective Kernel convolution: branches of different receptive fields, mixed by attention."""
 
+import numbers
+
 import keras
 from keras import ops
 
@@ -67,20 +69,21 @@ class SelectiveKernel(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.filters = common.check_positive_int("filters", filters)
-        if isinstance(kernel_size, int):
+        if isinstance(kernel_size, numbers.Integral):
             kernel_size = (kernel_size, kernel_size)
         kernel_size = tuple(kernel_size)
         if len(kernel_size) < 2 or any(
-            not isinstance(k, int) or k < 3 or k % 2 == 0 for k in kernel_size
+            isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 3 or k % 2 == 0
+            for k in kernel_size
         ):
             raise ValueError(
                 "`kernel_size` must list at least two odd kernel sizes >= 3, one per branch; "
                 f"received kernel_size={kernel_size!r}."
             )
-        self.kernel_size = kernel_size
+        self.kernel_size = tuple(int(k) for k in kernel_size)
         self.strides = common.check_positive_int("strides", strides)
         self.dilation_rate = common.check_positive_int("dilation_rate", dilation_rate)
-        self.cardinality = common.check_cardinality(cardinality, filters)
+        self.cardinality = common.check_cardinality(cardinality, self.filters)
         self.rd_ratio, self.rd_channels, self.rd_divisor = common.check_reduction(
             rd_ratio, rd_channels, rd_divisor
         )
@@ -89,17 +92,17 @@ class SelectiveKernel(keras.layers.Layer):
         self.activation = keras.activations.get(activation)
 
         if self.keep_3x3:
-            branches = [(3, dilation_rate * (k - 1) // 2) for k in kernel_size]
+            branches = [(3, self.dilation_rate * (k - 1) // 2) for k in self.kernel_size]
         else:
-            branches = [(k, dilation_rate) for k in kernel_size]
+            branches = [(k, self.dilation_rate) for k in self.kernel_size]
         self._geometries = [
-            common.TorchConvGeometry(k, strides, d) for k, d in branches
+            common.TorchConvGeometry(k, self.strides, d) for k, d in branches
         ]
         self.path_convs = [
             grouped_conv.conv2d(
-                filters,
+                self.filters,
                 k,
-                groups=cardinality,
+                groups=self.cardinality,
                 use_bias=False,
                 name=f"path{i}_conv",
                 dtype=self.dtype_policy,
@@ -117,7 +120,7 @@ class SelectiveKernel(keras.layers.Layer):
         )
         self.attn_bn = common.batch_norm("attn_bn", dtype=gate_policy)
         self.fc_select = DescriptorConv2D(
-            filters * len(branches), use_bias=False, name="fc_select", dtype=gate_policy
+            self.filters * len(branches), use_bias=False, name="fc_select", dtype=gate_policy
         )
 
     @property

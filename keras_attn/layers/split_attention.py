@@ -71,17 +71,19 @@ class SplitAttention(keras.layers.Layer):
         self.strides = common.check_positive_int("strides", strides)
         self.dilation_rate = common.check_positive_int("dilation_rate", dilation_rate)
         self.radix = common.check_positive_int("radix", radix)
-        self.cardinality = common.check_cardinality(cardinality, filters)
+        self.cardinality = common.check_cardinality(cardinality, self.filters)
         self.rd_ratio, self.rd_channels, self.rd_divisor = common.check_reduction(
             rd_ratio, rd_channels, rd_divisor
         )
         self.activation = keras.activations.get(activation)
 
-        self._geometry = common.TorchConvGeometry(kernel_size, strides, dilation_rate)
+        self._geometry = common.TorchConvGeometry(
+            self.kernel_size, self.strides, self.dilation_rate
+        )
         self.conv = grouped_conv.conv2d(
-            filters * radix,
-            kernel_size,
-            groups=cardinality * radix,
+            self.filters * self.radix,
+            self.kernel_size,
+            groups=self.cardinality * self.radix,
             use_bias=False,
             name="conv",
             dtype=self.dtype_policy,

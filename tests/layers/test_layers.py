@@ -1,5 +1,6 @@
 """Behaviour shared by the three attention layers, and what each computes."""
 
+import json
 import re
 
 import keras
@@ -94,6 +95,49 @@ def test_mixed_precision_computes_gates_in_float32(case, policy, atol):
         keras.ops.convert_to_numpy(reference.attention_weights(x)),
         atol=atol,
     )
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_inputs_are_channels_last_whatever_the_global_format(case):
+    reference, channels = _layer(case)
+    x = testing.random_images((2, 9, 9, channels))
+    expected = keras.ops.convert_to_numpy(reference(x))
+    keras.config.set_image_data_format("channels_first")  # conftest restores it
+    layer, _ = _layer(case)
+    layer.build(x.shape)
+    layer.set_weights(reference.get_weights())
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("policy", ["float16", "bfloat16"])
+@pytest.mark.parametrize("case", ["se", "sk_split_strided", "splat_r2"])
+def test_a_plain_half_precision_policy_holds_for_the_gates_too(case, policy):
+    # Only mixed policies move the gates to float32; "float16" means float16 throughout.
+    layer, channels = _layer(case, dtype=policy)
+    outputs = layer(testing.random_images((2, 9, 9, channels)))
+    assert keras.backend.standardize_dtype(outputs.dtype) == policy
+    assert {keras.backend.standardize_dtype(w.dtype) for w in layer.weights} == {policy}
+
+
+def test_numpy_numbers_are_taken_and_stored_as_python_numbers():
+    numpy_made = [
+        SplitAttention(np.int64(16), radix=np.int32(2), rd_ratio=np.float32(0.5)),
+        SelectiveKernel(np.int64(16), kernel_size=(np.int64(3), np.int64(5)),
+                        cardinality=np.int64(4), rd_divisor=np.int16(8)),
+        SqueezeExcite(rd_ratio=np.float64(0.25), rd_channels=np.int64(4)),
+    ]
+    python_made = [
+        SplitAttention(16, radix=2, rd_ratio=0.5),
+        SelectiveKernel(16, kernel_size=(3, 5), cardinality=4, rd_divisor=8),
+        SqueezeExcite(rd_ratio=0.25, rd_channels=4),
+    ]
+    for ours, reference in zip(numpy_made, python_made):
+        config = ours.get_config()
+        del config["name"]
+        expected = reference.get_config()
+        del expected["name"]
+        assert config == expected
+        assert json.loads(json.dumps(config)) == json.loads(json.dumps(expected))
 
 
 def test_squeeze_excite_matches_numpy():
@@ -288,6 +332,10 @@ def test_strided_dilated_geometry_pads_the_subsampled_map_only():
         (lambda: SqueezeExcite(rd_ratio=-1), "rd_ratio=-1"),
         (lambda: SqueezeExcite(rd_channels=2.5), "rd_channels=2.5"),
         (lambda: SqueezeExcite(rd_divisor=0), "rd_divisor=0"),
+        (lambda: SqueezeExcite(rd_ratio=float("inf")), "rd_ratio=inf"),
+        (lambda: SqueezeExcite(rd_ratio=float("nan")), "rd_ratio=nan"),
+        (lambda: SplitAttention(True), "filters=True"),
+        (lambda: SelectiveKernel(16, kernel_size=(3, 5.0)), "kernel_size=(3, 5.0)"),
     ],
 )
 def test_bad_arguments_raise_a_named_value_error(factory, message):
