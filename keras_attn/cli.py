@@ -8,8 +8,11 @@
 """
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
 
 import numpy as np
 
@@ -65,10 +68,10 @@ def _convert(args):
 
 def _predict(args):
     from keras_attn import data
-    from keras_attn.applications import decode_predictions, get_model
+    from keras_attn.applications import decode_predictions, get_model, registry
 
     # A file's preprocessing is the network's own; a published tag's is in the manifest.
-    published = None if os.path.isfile(args.weights) else args.weights
+    published = registry.published_tag(args.weights)
     transform = data.eval_transform(args.model, weights=published)
     images = [transform(data.load_image(path)) for path in args.images]
     model = get_model(args.model, weights=args.weights, input_shape=tuple(images[0].shape))
@@ -80,16 +83,49 @@ def _predict(args):
     return 0
 
 
+def _export_usage_error(args):
+    """What is wrong with the export's arguments, found before anything is built, or None."""
+    output = args.output
+    if args.format == "saved_model":
+        if args.quantization:
+            return "--quantization applies to --format tflite only."
+        if os.path.exists(output) and not os.path.isdir(output):
+            return f"--output {output!r} is a file; a SavedModel's --output is a folder."
+    else:
+        if os.path.isdir(output):
+            return f"--output {output!r} is a folder; a TFLite export's --output is a file."
+        if not os.path.isdir(os.path.dirname(output) or "."):
+            return f"--output {output!r}: its folder does not exist."
+        if os.path.exists(output) and not args.overwrite:
+            return f"{output!r} exists; pass --overwrite to replace it."
+        if args.quantization == "int8" and not args.calibration_dir:
+            return "--quantization int8 needs --calibration-dir, images to calibrate on."
+        for flag, value in (("--version", args.version), ("--labels", args.labels)):
+            if value is not None:
+                return f"{flag} applies to --format saved_model only."
+    if args.calibration_dir and args.quantization != "int8":
+        return "--calibration-dir applies to --format tflite --quantization int8 only."
+    for flag, folder in (("--calibration-dir", args.calibration_dir),
+                         ("--verify-dir", args.verify_dir)):
+        if folder is not None and not os.path.isdir(folder):
+            return f"{flag} {folder!r} is not a folder."
+    if args.image_size is not None and args.image_size < 1:
+        return f"--image-size must be >= 1; received {args.image_size}."
+    return None
+
+
 def _export(args):
     from keras_attn import export
-    from keras_attn.applications import get_model
+    from keras_attn.applications import get_model, registry
 
-    if args.format == "saved_model" and args.quantization:
-        print("--quantization applies to --format tflite only.", file=sys.stderr)
+    problem = _export_usage_error(args)
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     weights = None if args.weights == "none" else args.weights
-    published = weights if weights and not os.path.isfile(weights) else "imagenet"
-    shape = (args.image_size, args.image_size, 3) if args.image_size else None
+    # As predict and train: a file's preprocessing is the network's own.
+    published = registry.published_tag(weights)
+    shape = None if args.image_size is None else (args.image_size, args.image_size, 3)
     model = get_model(args.model, weights=weights, classes=args.classes, input_shape=shape)
     size = model.input_shape[1]
     labels = _read_lines(args.labels) if args.labels else None
@@ -180,6 +216,8 @@ def build_parser():
     export.add_argument("--output", required=True,
                         help="SavedModel: the model's base folder (versions go inside); "
                              "TFLite: the .tflite file")
+    export.add_argument("--overwrite", action="store_true",
+                        help="TFLite: replace an existing --output file")
     export.add_argument("--version", type=int, help="SavedModel version (default: the next)")
     export.add_argument("--quantization", choices=("float16", "dynamic", "int8"),
                         help="TFLite quantization (default: none, float32)")
@@ -200,22 +238,42 @@ def build_parser():
     return parser
 
 
+@contextlib.contextmanager
+def terminate_as_exit():
+    """Makes SIGTERM (`timeout`, `docker stop`, a cancelled CI job) unwind the program like
+    Ctrl-C does, so that every `finally` removing a partial download, checkpoint or export
+    runs; the process then exits with status 128 + SIGTERM."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be installed from the main thread
+        return
+
+    def exit_on_signal(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, exit_on_signal)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv=None):
     # TensorFlow's C++ start-up messages drown the command's output; users can still opt in.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["train"]:
-        # The training program is an absl app with its own flags (keras-attn train --help).
-        from keras_attn.training.train import entry_point
+    with terminate_as_exit():
+        if argv[:1] == ["train"]:
+            # The training program is an absl app with its own flags (keras-attn train --help).
+            from keras_attn.training.train import entry_point
 
-        return entry_point(["keras-attn train", *argv[1:]])
-    args = build_parser().parse_args(argv)
-    try:
-        return args.handler(args)
-    except (ValueError, OSError, ImportError) as error:
-        # Bad input and unreachable files are the user's to fix: a message, not a traceback.
-        print(f"keras-attn {args.command}: error: {error}", file=sys.stderr)
-        return 1
+            return entry_point(["keras-attn train", *argv[1:]])
+        args = build_parser().parse_args(argv)
+        try:
+            return args.handler(args)
+        except (ValueError, OSError, ImportError) as error:
+            # Bad input and unreachable files are the user's to fix: a message, not a traceback.
+            print(f"keras-attn {args.command}: error: {error}", file=sys.stderr)
+            return 1
 
 
 if __name__ == "__main__":

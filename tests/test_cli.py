@@ -4,8 +4,10 @@ import os
 import pickle
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -152,8 +154,77 @@ def test_export_writes_verified_saved_model_and_int8_tflite(tmp_path, capsys):
                      "--output", str(serving)]) == 2
     assert "--quantization applies to --format tflite only" in capsys.readouterr().err
     assert cli.main([*common, "--format", "tflite", "--quantization", "int8",
-                     "--output", str(path)]) == 1
-    assert "needs `representative_data`" in capsys.readouterr().err
+                     "--output", str(path)]) == 2
+    assert "pass --overwrite to replace it" in capsys.readouterr().err
+    written = path.read_bytes()
+    assert cli.main([*common, "--format", "tflite", "--output", str(path), "--overwrite"]) == 0
+    assert f"tflite {path}: max abs error" in capsys.readouterr().out
+    assert path.read_bytes() != written
     assert cli.main([*common, "--format", "saved_model", "--output", str(serving),
                      "--version", "7"]) == 1
     assert "Version 7 exists already" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--format", "tflite", "--output", "{existing}"],
+         "exists; pass --overwrite to replace it."),
+        (["--format", "tflite", "--output", "{folder}"], "is a folder; a TFLite export's"),
+        (["--format", "tflite", "--output", "{folder}/missing/x.tflite"],
+         "its folder does not exist."),
+        (["--format", "saved_model", "--output", "{existing}"], "is a file; a SavedModel's"),
+        (["--format", "tflite", "--quantization", "int8", "--output", "{folder}/x.tflite"],
+         "--quantization int8 needs --calibration-dir"),
+        (["--format", "tflite", "--output", "{folder}/x.tflite", "--version", "3"],
+         "--version applies to --format saved_model only."),
+        (["--format", "tflite", "--output", "{folder}/x.tflite", "--calibration-dir",
+          "{folder}"], "--calibration-dir applies to --format tflite --quantization int8 only."),
+        (["--format", "saved_model", "--output", "{folder}/s", "--verify-dir", "{folder}/no"],
+         "--verify-dir '{folder}/no' is not a folder."),
+        (["--format", "saved_model", "--output", "{folder}/s", "--image-size", "0"],
+         "--image-size must be >= 1; received 0."),
+    ],
+)
+def test_export_refuses_bad_arguments_before_building_anything(tmp_path, monkeypatch, capsys,
+                                                                arguments, message):
+    from keras_attn import applications
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a network was built")
+
+    monkeypatch.setattr(applications, "get_model", refuse)
+    existing = tmp_path / "existing.tflite"
+    existing.write_bytes(b"keep me")
+    arguments = [a.format(existing=existing, folder=tmp_path) for a in arguments]
+    assert cli.main(["export", "--model", "seresnet20_cifar", "--weights", "none",
+                     *arguments]) == 2
+    assert message.format(folder=tmp_path) in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["existing.tflite"]
+    assert existing.read_bytes() == b"keep me"
+
+
+def test_a_missing_weights_file_is_named_as_a_file(capsys, tmp_path):
+    image = tmp_path / "x.png"
+    image.write_bytes(b"")
+    assert cli.main(["predict", "--model", "resnet50", "--weights", "missing.weights.h5",
+                     str(image)]) == 1
+    assert "`weights` file not found: 'missing.weights.h5'" in capsys.readouterr().err
+
+
+def test_sigterm_mid_export_leaves_nothing_behind(tmp_path):
+    serving = tmp_path / "serving"
+    command = [sys.executable, "-m", "keras_attn.cli", "export", "--model", "seresnet20_cifar",
+               "--weights", "none", "--format", "saved_model", "--output", str(serving)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # The export is written under a hidden .incomplete-* folder, then verified in a fresh
+    # process before it is renamed: terminate it while that folder exists.
+    deadline = time.monotonic() + 240
+    while not (serving.exists() and os.listdir(serving)):
+        assert process.poll() is None, process.communicate()[1].decode()[-2000:]
+        assert time.monotonic() < deadline, "the export never started writing"
+        time.sleep(0.05)
+    assert os.listdir(serving)[0].startswith(".incomplete-")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=120) == 128 + signal.SIGTERM
+    assert os.listdir(serving) == []

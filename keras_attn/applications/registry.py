@@ -104,6 +104,16 @@ def _weights_source(weights):
     return "keras" if path.endswith(_KERAS_WEIGHTS) else "timm"
 
 
+def published_tag(weights):
+    """The published tag a `weights` argument names ("imagenet" or a tag), else None.
+
+    None for `weights=None` and for a weights or checkpoint file (told apart by its suffix,
+    `.weights.h5`, `.safetensors`, `.pth`); such a file must exist, so a mistyped path is
+    reported as a missing file rather than as an unknown tag.
+    """
+    return weights if _weights_source(weights) == "published" else None
+
+
 def _check_imagenet_top(kwargs):
     classes = kwargs.get("classes", 1000)
     if classes != 1000:
