@@ -79,7 +79,8 @@ def _stratified_split(labels, val_split, seed):
         count = max(1, round(val_split * len(indices)))
         val.extend(indices[:count])
         train.extend(indices[count:])
-    return np.sort(train), np.sort(val)
+    # Integer arrays even when empty (np.sort([]) is float, which cannot index).
+    return np.sort(np.asarray(train, "int64")), np.sort(np.asarray(val, "int64"))
 
 
 def digits(val_split=0.2, seed=0):
@@ -197,8 +198,13 @@ def image_folder(data_dir, val_split=0.2, seed=0):
         paths, labels = paths[train], labels[train]
     else:
         val_paths, val_labels = paths_and_labels(val_files)
-    if len(paths) == 0 or len(val_paths) == 0:
-        raise ValueError(f"--data_dir={data_dir!r} has no readable images in a split.")
+    for split_name, split_paths in (("training", paths), ("validation", val_paths)):
+        if len(split_paths) == 0:
+            raise ValueError(
+                f"--data_dir={data_dir!r} leaves no readable image for {split_name} "
+                f"({len(readable)} readable in all; --val_split holds out at least one image "
+                "per class)."
+            )
 
     def split(split_paths, split_labels):
         dataset = tf.data.Dataset.from_tensor_slices((split_paths, split_labels))

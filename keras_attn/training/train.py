@@ -16,7 +16,7 @@ import time
 import keras
 from absl import app, flags
 
-from keras_attn.applications import get_model, specs
+from keras_attn.applications import get_model, registry, specs
 from keras_attn.applications.imagenet_utils import mean_and_std
 from keras_attn.layers import common
 from keras_attn.training import callbacks as outputs
@@ -58,6 +58,20 @@ def run(flag_values, strategy_override=None):
         keras.config.set_dtype_policy(policy)
 
 
+# The float flags' ranges: flag -> (whether a value is allowed, what the error says it must be).
+_FLAG_RANGES = {
+    "lr": (lambda value: value > 0, "> 0"),
+    "val_split": (lambda value: 0 < value < 1, "in (0, 1)"),
+    "warmup_epochs": (lambda value: value >= 0, ">= 0"),
+    "weight_decay": (lambda value: value >= 0, ">= 0"),
+    "label_smoothing": (lambda value: 0 <= value < 1, "in [0, 1)"),
+    "mixup": (lambda value: value >= 0, ">= 0"),
+    "cutmix": (lambda value: value >= 0, ">= 0"),
+    "randaugment_factor": (lambda value: 0 <= value <= 1, "in [0, 1]"),
+    "ema": (lambda value: 0 <= value < 1, "in [0, 1)"),
+}
+
+
 def _check_flags(config):
     if not config["model"]:
         raise ValueError("--model is required: a registry name (keras-attn models lists them).")
@@ -66,8 +80,13 @@ def _check_flags(config):
         raise ValueError("--model_dir is required: where the run writes its outputs.")
     for name in ("batch_size", "epochs", "backup_steps"):
         common.check_positive_int(f"--{name}", config[name])
-    if config["lr"] <= 0:
-        raise ValueError(f"--lr must be > 0; received {config['lr']!r}.")
+    for name in ("steps_per_epoch", "image_size"):
+        if config[name] is not None:
+            common.check_positive_int(f"--{name}", config[name])
+    common.check_positive_int("--randaugment", config["randaugment"], minimum=0)
+    for name, (allowed, expected) in _FLAG_RANGES.items():
+        if not allowed(config[name]):  # NaN is allowed by none
+            raise ValueError(f"--{name} must be {expected}; received {config[name]!r}.")
 
 
 def _run(config, strategy_override):
@@ -90,9 +109,6 @@ class TrainingRun:
                                                                       config["tpu"])
         self.chief = distribute.is_chief(self.strategy)
         worker = distribute.worker_id(self.strategy)
-        model_dir = config["model_dir"]
-        os.makedirs(model_dir, exist_ok=True)
-        _check_resume(config, model_dir)
         if config["mixed_precision"]:
             keras.config.set_dtype_policy(distribute.mixed_precision_policy(self.strategy))
 
@@ -102,7 +118,7 @@ class TrainingRun:
                      or specs.get_spec(config["model"]).default_size)
         weights = None if config["weights"] in (None, "", "none") else config["weights"]
         # A published tag's preprocessing is the manifest's; otherwise the network's own.
-        self.published = weights if weights and not os.path.isfile(weights) else None
+        self.published = registry.published_tag(weights)
         self.mean, self.std = mean_and_std(config["model"], self.published)
         self.global_batch = config["batch_size"]
         replicas = self.strategy.num_replicas_in_sync
@@ -113,6 +129,11 @@ class TrainingRun:
             )
         self.steps = training_data.steps_per_epoch(self.data.train, self.global_batch,
                                                    config["steps_per_epoch"])
+        # Made once the data, weights and batch are known to fit: a run refused for its input
+        # leaves no empty --model_dir behind.
+        model_dir = config["model_dir"]
+        os.makedirs(model_dir, exist_ok=True)
+        _check_resume(config, model_dir)
         lr = config["lr"] * (self.global_batch / 256 if config["scale_lr"] else 1.0)
 
         with self.strategy.scope():
@@ -333,7 +354,13 @@ def _report(config, summary, data):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    run(flags.FLAGS)
+    try:
+        run(flags.FLAGS)
+    except (ValueError, OSError, ImportError, FloatingPointError) as error:
+        # Bad flags, missing files and a diverging run are the user's to fix: a message that
+        # names the flag, not a traceback (the other keras-attn commands do the same).
+        print(f"{os.path.basename(argv[0])}: error: {error}", file=sys.stderr)
+        sys.exit(1)
 
 
 def entry_point(argv=None):

@@ -56,6 +56,8 @@ def test_unreadable_images_are_skipped_and_listed(tmp_path):
         ({"a": 3, "b": 0}, "These training class folders have no images: ['b']"),
         ({"a": 3, "b": 3, "val/a": 1}, "missing ['b']"),
         ({"a": 3, "val/a": 1, "val/c": 1}, "unknown ['c']"),
+        # One image per class: --val_split holds each out, and training gets none.
+        ({"a": 1, "b": 1}, "leaves no readable image for training (2 readable in all"),
     ],
 )
 def test_folder_errors_name_the_problem(tmp_path, layout, message):

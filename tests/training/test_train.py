@@ -4,6 +4,8 @@ import csv
 import json
 import os
 import re
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -115,8 +117,35 @@ def test_resume_refuses_a_changed_run_and_noresume_never_overwrites(training_fla
         (["--val_split=1.5"], ValueError, "--val_split must be in"),
         (["--batch_size=4096"], ValueError, "fewer than one global batch of 4096"),
         (["--dataset=no_such_tfds_name"], ImportError, "pip install tensorflow-datasets"),
+        (["--steps_per_epoch=0"], ValueError, "`--steps_per_epoch` must be an integer >= 1"),
+        (["--image_size=0"], ValueError, "`--image_size` must be an integer >= 1"),
+        (["--randaugment=-2"], ValueError, "`--randaugment` must be an integer >= 0"),
+        (["--lr=0"], ValueError, "--lr must be > 0; received 0.0."),
+        (["--mixup=-1"], ValueError, "--mixup must be >= 0; received -1.0."),
+        (["--cutmix=nan"], ValueError, "--cutmix must be >= 0; received nan."),
+        (["--warmup_epochs=-1"], ValueError, "--warmup_epochs must be >= 0"),
+        (["--label_smoothing=1"], ValueError, "--label_smoothing must be in [0, 1)"),
+        (["--randaugment_factor=1.5"], ValueError, "--randaugment_factor must be in [0, 1]"),
+        (["--ema=1"], ValueError, "--ema must be in [0, 1); received 1.0."),
+        (["--weights=missing.weights.h5"], ValueError,
+         "`weights` file not found: 'missing.weights.h5'"),
     ],
 )
-def test_bad_flags_are_named(training_flags, args, error, message):
+def test_bad_flags_are_named(training_flags, tmp_path, args, error, message):
     with pytest.raises(error, match=re.escape(message)):
         train.run(training_flags(*args))
+    assert not os.path.exists(tmp_path / "run")  # refused before --model_dir is made
+
+
+def test_the_program_prints_a_bad_flag_in_one_line(tmp_path):
+    model_dir = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_attn.training", "--dataset=digits",
+         "--model=seresnet20_cifar", "--epochs=-1", f"--model_dir={model_dir}"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1].endswith(
+        "error: `--epochs` must be an integer >= 1; received --epochs=-1.")
+    assert "Traceback" not in result.stderr
+    assert not model_dir.exists()
