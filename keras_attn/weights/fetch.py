@@ -53,12 +53,20 @@ def load_pretrained(model, spec, weights, include_top):
         model.load_weights(converted)
         return model
     with _verified_checkpoint(spec.name, tag) as checkpoint:
+        source = f"The {spec.name} {tag!r} checkpoint from {checkpoint_url(spec.name, tag)}"
         try:
-            timm_convert.load_timm_weights(model, checkpoint)
+            # Read apart from fitting: a .pth has no completeness check before it is read, so
+            # an unreadable one is most likely a truncated or corrupted download.
+            state = timm_convert.read_checkpoint(checkpoint)
         except ValueError as error:
             raise ValueError(
-                f"The {spec.name} {tag!r} checkpoint from {checkpoint_url(spec.name, tag)} does "
-                f"not fit the network {model.name!r}: {error}"
+                f"{source} cannot be read (a truncated or corrupted download?): {error}"
+            ) from error
+        try:
+            timm_convert.load_timm_weights(model, state)
+        except ValueError as error:
+            raise ValueError(
+                f"{source} does not fit the network {model.name!r}: {error}"
             ) from error
         save_weights_atomically(model, converted)
     return model

@@ -130,7 +130,8 @@ def test_mirror_replaces_the_base_url(monkeypatch):
     )
 
 
-def test_legacy_pth_checkpoint_is_fetched_and_read_without_pickle(checkpoint_server):
+def test_legacy_pth_checkpoint_is_fetched_and_read_without_pickle(checkpoint_server,
+                                                                  cache_files):
     import torch
 
     overrides = {"widths": (16, 32, 64, 128), "depths": (1, 1, 1, 1)}
@@ -141,8 +142,21 @@ def test_legacy_pth_checkpoint_is_fetched_and_read_without_pickle(checkpoint_ser
     state["last_linear.bias"] = np.zeros(1000, "float32")
     buffer = _torch_bytes({key: torch.from_numpy(value) for key, value in state.items()})
     checkpoint_server.routes["/se_resnet50-ce0d4300.pth"] = (buffer, "ok")
-    loaded = get_model("legacy_seresnet50", weights="imagenet", include_top=False,
-                       input_shape=(64, 64, 3), **overrides)
+
+    def load():
+        return get_model("legacy_seresnet50", weights="imagenet", include_top=False,
+                         input_shape=(64, 64, 3), **overrides)
+
+    # A .pth has no size header to check before it is read: a truncated one is named as an
+    # unreadable download, not as a checkpoint that does not fit, and nothing is cached.
+    checkpoint_server.routes["/se_resnet50-ce0d4300.pth"] = (buffer[: len(buffer) // 2], "ok")
+    with pytest.raises(ValueError, match=r"The legacy_seresnet50 'in1k' checkpoint from "
+                                         r"http://127\.\S+ cannot be read \(a truncated or "
+                                         r"corrupted download\?\)"):
+        load()
+    assert cache_files() == []
+    checkpoint_server.routes["/se_resnet50-ce0d4300.pth"] = (buffer, "ok")
+    loaded = load()
     images = np.random.default_rng(0).random((2, 64, 64, 3), dtype=np.float32)
     np.testing.assert_array_equal(loaded.predict(images, verbose=0),
                                   source.predict(images, verbose=0))
