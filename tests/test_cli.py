@@ -36,15 +36,29 @@ def test_models_reports_an_unmatched_pattern(capsys):
     assert cli.main(["models", "resnet*", "--markdown"]) == 2
 
 
-def test_console_script_is_installed():
+@pytest.fixture(scope="module")
+def console_script():
     script = shutil.which("keras-attn", path=os.path.dirname(sys.executable)) or shutil.which(
         "keras-attn"
     )
     if script is None:
         pytest.fail("the keras-attn console script is not installed: pip install -e .")
-    result = subprocess.run([script, "models", "seresnet5*"], capture_output=True, text=True,
-                            timeout=300, check=True)
+    return script
+
+
+def test_console_script_is_installed(console_script):
+    result = subprocess.run([console_script, "models", "seresnet5*"], capture_output=True,
+                            text=True, timeout=300, check=True)
     assert [line.split()[0] for line in result.stdout.splitlines()] == ["seresnet50"]
+
+
+def test_train_help_shows_the_command_to_type(console_script):
+    result = subprocess.run([console_script, "train", "--help"], capture_output=True, text=True,
+                            timeout=300)
+    assert result.stdout.startswith(
+        "Train or fine-tune a keras_attn network.\n\nUSAGE: keras-attn train --model=NAME "
+        "(--dataset=NAME | --data_dir=DIR) --model_dir=DIR [flags]\n"), result.stdout[:300]
+    assert "--model_dir: Where the backup" in result.stdout
 
 
 

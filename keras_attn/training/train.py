@@ -363,6 +363,12 @@ def main(argv):
         sys.exit(1)
 
 
+USAGE = """Train or fine-tune a keras_attn network.
+
+USAGE: keras-attn train --model=NAME (--dataset=NAME | --data_dir=DIR) --model_dir=DIR [flags]
+"""
+
+
 def entry_point(argv=None):
     """Defines the flags on absl's FLAGS and runs the program (console script, -m)."""
     define_flags()
@@ -370,4 +376,9 @@ def entry_point(argv=None):
     # or -m's path): make the training flags key flags of it.
     for name in flag_names():
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
+    # absl's --help opens with the __main__ module's docstring, else "USAGE: <argv[0]> [flags]",
+    # which for the console script names a command that would not train.
+    main_module = sys.modules.get("__main__")
+    if main_module is not None and not main_module.__doc__:
+        main_module.__doc__ = USAGE
     app.run(main, argv=argv)
