@@ -125,6 +125,10 @@ def _export(args):
     weights = None if args.weights == "none" else args.weights
     # As predict and train: a file's preprocessing is the network's own.
     published = registry.published_tag(weights)
+    if published is not None and args.classes != 1000:
+        print(f"--classes {args.classes} needs --weights none or a weights file of that many "
+              f"classes: the published weights ({published!r}) classify 1000.", file=sys.stderr)
+        return 2
     shape = None if args.image_size is None else (args.image_size, args.image_size, 3)
     model = get_model(args.model, weights=weights, classes=args.classes, input_shape=shape)
     size = model.input_shape[1]

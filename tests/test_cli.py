@@ -198,6 +198,8 @@ def test_export_writes_verified_saved_model_and_int8_tflite(tmp_path, capsys):
          "--verify-dir '{folder}/no' is not a folder."),
         (["--format", "saved_model", "--output", "{folder}/s", "--image-size", "0"],
          "--image-size must be >= 1; received 0."),
+        (["--format", "tflite", "--output", "{folder}/x.tflite", "--weights", "imagenet",
+          "--classes", "10"], "--classes 10 needs --weights none or a weights file"),
     ],
 )
 def test_export_refuses_bad_arguments_before_building_anything(tmp_path, monkeypatch, capsys,
