@@ -100,7 +100,8 @@ def _export_usage_error(args):
             return f"{output!r} exists; pass --overwrite to replace it."
         if args.quantization == "int8" and not args.calibration_dir:
             return "--quantization int8 needs --calibration-dir, images to calibrate on."
-        for flag, value in (("--version", args.version), ("--labels", args.labels)):
+        for flag, value in (("--version", args.version), ("--labels", args.labels),
+                            ("--top-k", args.top_k)):
             if value is not None:
                 return f"{flag} applies to --format saved_model only."
     if args.calibration_dir and args.quantization != "int8":
@@ -134,18 +135,19 @@ def _export(args):
     size = model.input_shape[1]
     labels = _read_lines(args.labels) if args.labels else None
     verify_images = _pixels(args.verify_dir, size, args.model, published)
-    limits = {key: value for key, value in (("max_abs_error", args.max_error),
-                                              ("min_top1_agreement", args.min_agreement))
-              if value is not None}
+    # Options left out keep the export functions' defaults.
+    options = {key: value for key, value in (("max_abs_error", args.max_error),
+                                               ("min_top1_agreement", args.min_agreement),
+                                               ("top_k", args.top_k))
+               if value is not None}
     if args.format == "saved_model":
         report = export.saved_model(model, args.output, version=args.version, weights=published,
-                                    labels=labels, top_k=args.top_k,
-                                    verify_images=verify_images, **limits)
+                                    labels=labels, verify_images=verify_images, **options)
     else:
         calibration = _pixels(args.calibration_dir, size, args.model, published)
         report = export.tflite(model, args.output, quantization=args.quantization,
                                representative_data=calibration, weights=published,
-                               verify_images=verify_images, **limits)
+                               verify_images=verify_images, **options)
     print(report)
     return 0
 
@@ -228,7 +230,8 @@ def build_parser():
     export.add_argument("--calibration-dir", help="images to calibrate int8 activations on")
     export.add_argument("--verify-dir", help="images to verify on (default: 4 random images)")
     export.add_argument("--labels", help="text file with one class name per line")
-    export.add_argument("--top-k", type=int, default=5, help="classes serving_bytes returns")
+    export.add_argument("--top-k", type=int,
+                        help="SavedModel: classes serving_bytes returns (default 5)")
     export.add_argument("--max-error", type=float,
                         help="largest allowed probability difference (default per format)")
     export.add_argument("--min-agreement", type=float,

@@ -192,6 +192,8 @@ def test_export_writes_verified_saved_model_and_int8_tflite(tmp_path, capsys):
          "--quantization int8 needs --calibration-dir"),
         (["--format", "tflite", "--output", "{folder}/x.tflite", "--version", "3"],
          "--version applies to --format saved_model only."),
+        (["--format", "tflite", "--output", "{folder}/x.tflite", "--top-k", "3"],
+         "--top-k applies to --format saved_model only."),
         (["--format", "tflite", "--output", "{folder}/x.tflite", "--calibration-dir",
           "{folder}"], "--calibration-dir applies to --format tflite --quantization int8 only."),
         (["--format", "saved_model", "--output", "{folder}/s", "--verify-dir", "{folder}/no"],
