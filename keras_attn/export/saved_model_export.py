@@ -87,9 +87,11 @@ def saved_model(model, base_dir, version=None, *, weights="imagenet", labels=Non
             "Pass another `version`, or none for the next one."
         )
     images = verification_images(config, verify_images)
+    created = _missing_folders(base_dir)
     os.makedirs(base_dir, exist_ok=True)
     staging = os.path.join(base_dir, f".incomplete-{version}-{uuid.uuid4().hex[:8]}")
     chosen = grouped_conv.implementation_override()
+    exported = False
     try:
         with grouped_conv.grouped_conv_implementation(chosen or "split"):
             serving.write_saved_model(model, staging, serving.endpoints(model, config, top_k))
@@ -99,9 +101,31 @@ def saved_model(model, base_dir, version=None, *, weights="imagenet", labels=Non
             quantization=None, size_bytes=size_on_disk(staging),
         )
         os.rename(staging, final)  # fails rather than replace a version made meanwhile
+        exported = True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if not exported:
+            _remove_if_empty(created)
     return report
+
+
+def _missing_folders(path):
+    """`path` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing
+
+
+def _remove_if_empty(folders):
+    """Removes `folders` (deepest first) as long as each is empty: what a failed export made."""
+    for folder in folders:
+        try:
+            os.rmdir(folder)
+        except OSError:  # not empty (something else wrote there meanwhile), or gone
+            return
 
 
 def _check_top_k(top_k):

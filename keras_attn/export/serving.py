@@ -87,14 +87,27 @@ def _num_classes(model):
             "Export needs a classifier (output (batch, classes)); "
             f"{model.name!r} returns {model.output_shape}. Build it with include_top=True."
         )
+    returns_logits(model)  # raises unless the model ends in a classifier
     return shape[1]
 
 
-def returns_probabilities(model):
-    """Whether the model's last layer already applies softmax (else it returns logits)."""
-    activation = getattr(model.layers[-1], "activation", None)
-    return activation is keras.activations.softmax or (
-        getattr(activation, "__name__", None) == "softmax"
+def returns_logits(model):
+    """Whether the model's output is a classifier's logits, to which serving applies softmax.
+
+    True when it ends in a `Dense` (or an `Activation`) without activation; False when its
+    last layer applies an activation itself (softmax, or sigmoid for a multi-label head, or a
+    `Softmax` layer): those outputs are served as the model computes them. Anything else (a
+    pooled feature vector, say) is no classifier and raises a `ValueError`.
+    """
+    last = model.layers[-1]
+    if isinstance(last, keras.layers.Softmax):
+        return False
+    if isinstance(last, (keras.layers.Dense, keras.layers.Activation)):
+        return last.activation in (None, keras.activations.linear)
+    raise ValueError(
+        f"Export needs a classifier: {model.name!r} ends in a {type(last).__name__} "
+        f"({last.name!r}), not in a Dense layer (logits, or with its activation) or a Softmax. "
+        "Build it with include_top=True, or add your own head."
     )
 
 
@@ -107,11 +120,11 @@ def probabilities_fn(model, config, logits=False):
     """
     mean = tf.constant(config.mean, tf.float32) * 255.0
     scale = 1.0 / (tf.constant(config.std, tf.float32) * 255.0)
-    softmax = not returns_probabilities(model)
+    softmax = returns_logits(model)
     if logits and not softmax:
         raise ValueError(
-            f"`logits=True` needs a model that returns logits; {model.name!r} ends in softmax. "
-            "Build it with classifier_activation=None."
+            f"`logits=True` needs a model that returns logits; {model.name!r} ends in an "
+            "activation. Build it with classifier_activation=None."
         )
     softmax = softmax and not logits
 

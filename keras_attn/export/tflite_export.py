@@ -141,8 +141,15 @@ def _calibration(representative_data, config):
             yield from batch
 
     def dataset():
+        calibrated = 0
         for image in itertools.islice(images(), CALIBRATION_IMAGES):
+            calibrated += 1
             yield [image[None]]
+        if not calibrated:  # else the converter writes float32 and calls it int8
+            raise ValueError(
+                "`representative_data` holds no image (an empty array, or a used-up iterator); "
+                f"int8 calibration needs pixels (n, {config.size}, {config.size}, 3), n >= 1."
+            )
 
     return dataset
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from keras_attn import data, export
+from keras_attn.applications import imagenet_utils
 from keras_attn.export import saved_model_export, serving
 from keras_attn.layers import grouped_conv, grouped_conv_implementation
 from tests.export.conftest import small_model
@@ -129,8 +130,33 @@ def test_a_failed_verification_writes_nothing(exported, tmp_path, monkeypatch):
     monkeypatch.setattr(saved_model_export, "_reload_and_run",
                         lambda path, images, portable: np.zeros((len(images), 10), "float32"))
     with pytest.raises(export.ExportVerificationError, match="max abs error .* > 1e-05"):
-        export.saved_model(model, tmp_path / "serving")
-    assert os.listdir(tmp_path / "serving") == []
+        export.saved_model(model, tmp_path / "serving" / "model")
+    assert os.listdir(tmp_path) == []  # the folders it made are gone too
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(export.ExportVerificationError):
+        export.saved_model(model, tmp_path / "kept")
+    assert os.listdir(tmp_path) == ["kept"]  # an existing base folder stays
+
+
+@pytest.mark.parametrize(
+    "head, softmax",
+    [(lambda x: keras.layers.Dense(4)(x), True),
+     (lambda x: keras.layers.Dense(4, activation="sigmoid")(x), False),
+     (lambda x: keras.layers.Softmax()(keras.layers.Dense(4)(x)), False),
+     (lambda x: keras.layers.Activation("linear")(keras.layers.Dense(4)(x)), True)],
+    ids=["logits", "sigmoid", "softmax_layer", "linear_activation"],
+)
+def test_serving_applies_softmax_to_logits_only(head, softmax):
+    # A multi-label (sigmoid) head, or one ending in its own Softmax, is served as it computes:
+    # a second softmax would change every probability, on both sides of the verification.
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, head(keras.layers.GlobalAveragePooling2D()(inputs)))
+    config = serving.serving_config(model)
+    images = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    outputs = model.predict(imagenet_utils.preprocess_input(images), verbose=0)
+    expected = keras.ops.convert_to_numpy(keras.ops.softmax(outputs)) if softmax else outputs
+    served = np.asarray(serving.probabilities_fn(model, config)(images))
+    np.testing.assert_allclose(served, expected, atol=1e-6)
 
 
 @pytest.mark.parametrize("argument, message", [
@@ -148,10 +174,16 @@ def test_bad_arguments_are_named(exported, tmp_path, argument, message):
 def test_a_model_without_a_classifier_or_fixed_size_is_refused(tmp_path):
     from keras_attn.applications import get_model
 
-    features = get_model("seresnet18", include_top=False, input_shape=(64, 64, 3),
-                         widths=(8, 8, 8, 8), depths=(1, 1, 1, 1))
+    narrow = {"input_shape": (64, 64, 3), "widths": (8, 8, 8, 8), "depths": (1, 1, 1, 1)}
+    features = get_model("seresnet18", include_top=False, **narrow)
     with pytest.raises(ValueError, match="Export needs a classifier"):
         export.saved_model(features, tmp_path)
+    # A pooled feature vector is (batch, channels) too, but no classifier's output.
+    pooled = get_model("seresnet18", include_top=False, pooling="avg", **narrow)
+    with pytest.raises(ValueError, match="Export needs a classifier: 'seresnet18' ends in a "
+                                         "GlobalAveragePooling2D"):
+        export.saved_model(pooled, tmp_path)
+    assert os.listdir(tmp_path) == []
     inputs = keras.Input((None, None, 3))
     any_size = keras.Model(inputs, keras.layers.Dense(10)(
         keras.layers.GlobalAveragePooling2D()(inputs)))

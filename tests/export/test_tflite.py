@@ -64,7 +64,7 @@ def test_logits_convert_to_the_classifiers_scores_before_softmax():
     content = tflite_export.convert(model, config, logits=True)
     np.testing.assert_allclose(export.run_tflite(content, images), logits, atol=1e-4)
     with pytest.raises(ValueError, match="`logits=True` needs a model that returns logits; "
-                                         "'seresnet50' ends in softmax"):
+                                         "'seresnet50' ends in an activation"):
         serving.probabilities_fn(small_model("SE-ResNet"), config, logits=True)
 
 
@@ -77,6 +77,13 @@ def test_int8_needs_representative_data_of_the_right_shape(tmp_path):
                       representative_data=np.zeros((2, 32, 32, 3), "float32"))
     with pytest.raises(ValueError, match="`quantization` must be one of"):
         export.tflite(model, tmp_path / "a.tflite", "int4")
+    # Without one image to calibrate on the converter would write float32 and call it int8.
+    size = model.input_shape[1]
+    used_up = iter([np.zeros((1, size, size, 3), "float32")])
+    next(used_up)
+    for empty in (np.zeros((0, size, size, 3), "float32"), used_up):
+        with pytest.raises(ValueError, match=r"`representative_data` holds no image"):
+            export.tflite(model, tmp_path / "a.tflite", "int8", representative_data=empty)
     assert os.listdir(tmp_path) == []
 
 
