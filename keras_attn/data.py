@@ -48,6 +48,12 @@ def resize_and_center_crop(image, size, crop_pct=0.875, interpolation="bicubic")
         )
     if not 0 < crop_pct <= 1:
         raise ValueError(f"`crop_pct` must be in (0, 1]; received crop_pct={crop_pct!r}.")
+    image = tf.convert_to_tensor(image)
+    if image.shape.rank is not None and image.shape.rank != 3:
+        raise ValueError(
+            "`image` must be one (height, width, channels) image; received shape "
+            f"{tuple(image.shape)}. For a batch, map over its images (tf.map_fn, tf.data)."
+        )
     scale = math.floor(size / crop_pct)
     height = tf.cast(tf.shape(image)[0], tf.float32)
     width = tf.cast(tf.shape(image)[1], tf.float32)

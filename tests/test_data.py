@@ -55,3 +55,6 @@ def test_bad_crop_arguments_are_named():
         data.resize_and_center_crop(image, 8, interpolation="lanczos9")
     with pytest.raises(ValueError, match="crop_pct=1.5"):
         data.resize_and_center_crop(image, 8, crop_pct=1.5)
+    with pytest.raises(ValueError, match=r"one \(height, width, channels\) image; received "
+                                         r"shape \(2, 10, 10, 3\)"):
+        data.resize_and_center_crop(tf.zeros((2, 10, 10, 3)), 8)

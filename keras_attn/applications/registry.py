@@ -182,7 +182,13 @@ def _pyramid_levels(model, outputs):
         sizes = [shape.shape[1] for shape in shapes]
     else:
         sizes = [output.shape[1] for output in outputs]
-    return [round(math.log2(height / size)) for size in sizes]
+    # Stage by stage rather than each from the input: a stride-2 layer gives ceil(size / 2),
+    # so on a small odd input (33 -> 9, 5, 3, 2) log2(input / size) drifts a level low, while
+    # each halving, 5 -> 3 or 3 -> 2, still has a ratio of 1.5 or more.
+    levels = [round(math.log2(height / sizes[0]))]
+    for previous, size in zip(sizes, sizes[1:]):
+        levels.append(levels[-1] + round(math.log2(previous / size)))
+    return levels
 
 
 _CONSTRUCTOR_DOC = """

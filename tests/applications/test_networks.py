@@ -168,6 +168,18 @@ def test_feature_extractor_by_name_and_cifar_levels():
     assert sorted(cifar.output) == ["P0", "P1", "P2"]
 
 
+@pytest.mark.parametrize("shape", [(33, 33, 3), (45, 45, 3), (67, 67, 3), (40, 640, 3)])
+@pytest.mark.parametrize("name", ["resnet50d", "legacy_seresnet50"])
+def test_feature_extractor_levels_hold_on_odd_sizes(name, shape):
+    # Stride-2 layers give ceil(size / 2): 33 -> P2..P5 of 9, 5, 3, 2, where log2(33 / 3) and
+    # log2(33 / 2) round a level low.
+    extra = {} if name.startswith("legacy") else {"stem_width": 8}
+    backbone = feature_extractor(name, input_shape=shape, **extra, **NARROW)
+    assert sorted(backbone.output) == ["P2", "P3", "P4", "P5"]
+    channels = [backbone.output[f"P{level}"].shape[-1] for level in range(2, 6)]
+    assert channels == sorted(channels) and len(set(channels)) == 4  # one stage per level
+
+
 def test_feature_extractor_rejects_foreign_models():
     inputs = keras.Input((32, 32, 3))
     foreign = keras.Model(inputs, keras.layers.Conv2D(4, 3)(inputs))
