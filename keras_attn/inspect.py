@@ -169,6 +169,13 @@ def excitation_profile(model, images, labels, class_names=None, batch_size=32, v
         )
     if not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"`labels` must be integer class ids; received dtype {labels.dtype}.")
+    if class_names is not None and labels.size and not (
+        labels.min() >= 0 and labels.max() < len(class_names)
+    ):
+        raise ValueError(
+            f"`class_names` must name every class id in `labels` (0 to {labels.max()}); "
+            f"received {len(class_names)} names."
+        )
     weights = attention_model(model).predict(images, batch_size=batch_size, verbose=verbose)
     classes, counts = np.unique(labels, return_counts=True)
     means = {name: np.stack([values[labels == label].mean(axis=0) for label in classes])

@@ -136,6 +136,9 @@ def test_excitation_profile_rejects_labels_that_do_not_fit(models, images):
         inspect.excitation_profile(models["se"], images, np.zeros(5, int))
     with pytest.raises(ValueError, match="integer class ids; received dtype float64"):
         inspect.excitation_profile(models["se"], images, np.zeros(6))
+    with pytest.raises(ValueError, match=r"`class_names` must name every class id in "
+                                         r"`labels` \(0 to 5\); received 2 names"):
+        inspect.excitation_profile(models["se"], images, np.arange(6), class_names=["a", "b"])
 
 
 def test_enlarge_crops_the_center_and_resizes_it_back():

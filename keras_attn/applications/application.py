@@ -4,6 +4,8 @@
 `body(inputs, spec)` for the network's features, and adds the classifier or the pooling.
 """
 
+import numbers
+
 import keras
 
 from keras_attn.layers import common
@@ -88,9 +90,11 @@ def _inputs(spec, include_top, input_tensor, input_shape, pooling, classes,
                 f"or a callable; received classifier_activation={classifier_activation!r}."
             ) from None
 
+    # Errors name the argument the shape came from.
+    source = "input_shape"
     if input_shape is None:
         if input_tensor is not None:
-            input_shape = tuple(input_tensor.shape[1:])
+            input_shape, source = tuple(input_tensor.shape[1:]), "input_tensor"
         elif include_top:
             input_shape = (spec.default_size, spec.default_size, 3)
         else:
@@ -98,13 +102,20 @@ def _inputs(spec, include_top, input_tensor, input_shape, pooling, classes,
     input_shape = tuple(input_shape)
     if len(input_shape) != 3:
         raise ValueError(
-            f"`input_shape` must be (height, width, channels); received input_shape={input_shape}."
+            f"`{source}` must be (height, width, channels); received {source} shape "
+            f"{input_shape}."
+        )
+    channels = input_shape[2]
+    if isinstance(channels, bool) or not isinstance(channels, numbers.Integral) or channels < 1:
+        raise ValueError(
+            f"`{source}` needs a known number of channels >= 1 (3 for RGB); received {source} "
+            f"shape {input_shape}."
         )
     minimum = spec.min_input_size
     if any(size is not None and size < minimum for size in input_shape[:2]):
         raise ValueError(
-            f"`input_shape`={input_shape} is too small for {spec.name}: height and width must "
-            f"be at least {minimum}."
+            f"`{source}` shape {input_shape} is too small for {spec.name}: height and width "
+            f"must be at least {minimum}."
         )
     if input_tensor is None:
         return keras.Input(shape=input_shape, name="images")

@@ -2,6 +2,7 @@
 
 import functools
 import json
+import numbers
 from importlib import resources
 
 import numpy as np
@@ -53,6 +54,7 @@ def preprocess_input(x, model=None, data_format=None, weights=None):
             "`data_format` must be 'channels_last' or 'channels_first'; received "
             f"data_format={data_format!r}."
         )
+    _check_rgb(x, data_format)
     shape = (3,) if data_format == "channels_last" else (3, 1, 1)
     mean = np.reshape(np.asarray(mean, "float32") * 255.0, shape)
     scale = np.reshape(1.0 / (np.asarray(std, "float32") * 255.0), shape)
@@ -68,6 +70,21 @@ def imagenet_classes():
     text = resources.files("keras_attn.applications").joinpath("imagenet_class_index.json")
     index = json.loads(text.read_text(encoding="utf-8"))
     return tuple(tuple(index[str(i)]) for i in range(NUM_CLASSES))
+
+
+def _check_rgb(x, data_format):
+    """Raises unless `x` has 3 channels where `data_format` puts them (when its shape says)."""
+    try:
+        shape = tuple(np.shape(x) if getattr(x, "shape", None) is None else x.shape)
+    except (TypeError, ValueError):  # a tensor of unknown rank: nothing to check
+        return
+    axis = -1 if data_format == "channels_last" else -3
+    if len(shape) < -axis or shape[axis] not in (3, None):
+        raise ValueError(
+            "`preprocess_input` takes RGB images, 3 channels on the "
+            f"{'last' if axis == -1 else 'third-last'} axis ({data_format}); received an array "
+            f"of shape {shape}."
+        )
 
 
 def decode_predictions(preds, top=5):
@@ -87,8 +104,10 @@ def decode_predictions(preds, top=5):
             f"`decode_predictions` expects a batch of ImageNet predictions, shape (batch, "
             f"{NUM_CLASSES}); received an array of shape {preds.shape}."
         )
-    if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= NUM_CLASSES:
+    if (isinstance(top, bool) or not isinstance(top, numbers.Integral)
+            or not 1 <= top <= NUM_CLASSES):
         raise ValueError(f"`top` must be an integer in [1, {NUM_CLASSES}]; received top={top!r}.")
+    top = int(top)
     classes = imagenet_classes()
     results = []
     for row in preds:

@@ -191,7 +191,19 @@ def run_tflite(path_or_content, images):
     """
     images = np.asarray(images, "float32")
     runner = interpreter(path_or_content)
-    input_index = runner.get_input_details()[0]["index"]
+    details = runner.get_input_details()[0]
+    # Only the batch may differ from the file's input; LiteRT reports anything else as a
+    # delegate that "failed to prepare".
+    expected = tuple(int(size) for size in details["shape_signature"][1:])
+    if images.ndim != 1 + len(expected) or any(
+        size not in (-1, given) for size, given in zip(expected, images.shape[1:])
+    ):
+        wanted = ", ".join("any" if size == -1 else str(size) for size in expected)
+        raise ValueError(
+            f"`images` must have shape (batch, {wanted}) for this file; received an array of "
+            f"shape {images.shape}."
+        )
+    input_index = details["index"]
     runner.resize_tensor_input(input_index, images.shape)
     runner.allocate_tensors()
     runner.set_tensor(input_index, images)

@@ -90,6 +90,13 @@ def test_preprocess_input_normalises_with_the_models_mean_and_std():
     )
     with pytest.raises(ValueError, match="data_format='nchw'"):
         applications.preprocess_input(pixels, data_format="nchw")
+    for gray in (np.zeros((2, 4, 4, 1)), keras.ops.zeros((2, 4, 4, 1))):
+        with pytest.raises(ValueError, match=r"RGB images, 3 channels on the last axis "
+                                             r"\(channels_last\); received an array of shape "
+                                             r"\(2, 4, 4, 1\)"):
+            applications.preprocess_input(gray)
+    with pytest.raises(ValueError, match="third-last axis"):
+        applications.preprocess_input(pixels, data_format="channels_first")
 
 
 def test_imagenet_class_index_ships_with_the_package():
@@ -114,3 +121,5 @@ def test_decode_predictions_returns_the_best_classes_first():
         applications.decode_predictions(np.zeros((2, 10)))
     with pytest.raises(ValueError, match="top=0"):
         applications.decode_predictions(preds, top=0)
+    assert applications.decode_predictions(preds, top=np.int64(2)) == [
+        row[:2] for row in decoded]

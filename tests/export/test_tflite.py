@@ -63,6 +63,13 @@ def test_logits_convert_to_the_classifiers_scores_before_softmax():
     np.testing.assert_allclose(logits, expected, atol=1e-5)
     content = tflite_export.convert(model, config, logits=True)
     np.testing.assert_allclose(export.run_tflite(content, images), logits, atol=1e-4)
+    # Only the batch may differ from the file's input: anything else is named, not left to
+    # LiteRT's "failed to prepare".
+    for wrong in (images[0], images[:, :16]):
+        with pytest.raises(ValueError, match=r"`images` must have shape \(batch, 64, 64, 3\) "
+                                             rf"for this file; received an array of shape "
+                                             rf"{re.escape(str(wrong.shape))}"):
+            export.run_tflite(content, wrong)
     with pytest.raises(ValueError, match="`logits=True` needs a model that returns logits; "
                                          "'seresnet50' ends in an activation"):
         serving.probabilities_fn(small_model("SE-ResNet"), config, logits=True)
