@@ -51,6 +51,14 @@ def serving_config(model, weights="imagenet", labels=None):
     classes = _num_classes(model)
     if model.name in specs.SPECS:
         config = data.eval_config(model.name, weights)
+    elif weights not in (None, "imagenet"):
+        # A tag names one checkpoint's preprocessing; without the network's name it would be
+        # silently replaced by the defaults below.
+        raise ValueError(
+            f"`weights`={weights!r} names a published tag, but {model.name!r} is not a "
+            "registry name, so its preprocessing cannot be looked up. Keep the name "
+            "get_model gave the network (name=... on a wrapper model too), or pass weights=None."
+        )
     else:
         config = {"crop_pct": 0.875, "interpolation": "bicubic",
                   "mean": specs.IMAGENET_MEAN, "std": specs.IMAGENET_STD}

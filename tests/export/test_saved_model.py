@@ -159,6 +159,17 @@ def test_serving_applies_softmax_to_logits_only(head, softmax):
     np.testing.assert_allclose(served, expected, atol=1e-6)
 
 
+def test_a_tag_needs_a_network_it_can_name(exported):
+    # Renamed (or wrapped under another name), a network's tag cannot be looked up: an error,
+    # not ImageNet's defaults in its place.
+    model = exported[0]
+    renamed = keras.Model(model.inputs, model.outputs, name="my_classifier")
+    with pytest.raises(ValueError, match=r"`weights`='a1_in1k' names a published tag, but "
+                                         r"'my_classifier' is not a registry name"):
+        serving.serving_config(renamed, weights="a1_in1k")
+    assert serving.serving_config(renamed).crop_pct == 0.875  # no tag: the defaults
+
+
 @pytest.mark.parametrize("argument, message", [
     ({"version": 0}, "`version` must be a positive integer"),
     ({"top_k": 0}, "`top_k` must be a positive integer"),
