@@ -24,8 +24,9 @@ np.save(outputs, serve(images=tf.constant(np.load(inputs)))["probabilities"].num
 """
 
 
-def saved_model(model, base_dir, version=None, *, weights="imagenet", labels=None, top_k=5,
-                verify_images=None, max_abs_error=1e-5, min_top1_agreement=None):
+def saved_model(model, base_dir, version=None, *, weights="imagenet", model_name=None,
+                labels=None, top_k=5, verify_images=None, max_abs_error=1e-5,
+                min_top1_agreement=None):
     """Exports a classifier for TF Serving as `base_dir/<version>/`, verified before it lands.
 
     The SavedModel is written to a hidden folder beside the versions (a name TF Serving
@@ -57,6 +58,8 @@ def saved_model(model, base_dir, version=None, *, weights="imagenet", labels=Non
             for an empty folder).
         weights: the published tag whose preprocessing (mean/std, crop, interpolation) the
             graph applies; networks without published weights use ImageNet's.
+        model_name: the network's registry name, for a renamed or wrapped network (default
+            `model.name`); see `serving.serving_config`.
         labels: class names for `serving_bytes`; default ImageNet's (1000 classes) or "0"...
         top_k: classes returned per image by `serving_bytes`.
         verify_images: float32 pixels `(batch, size, size, 3)` to verify on; default: 4
@@ -76,7 +79,7 @@ def saved_model(model, base_dir, version=None, *, weights="imagenet", labels=Non
     >>> model = keras_attn.applications.ResNeSt50()
     >>> print(keras_attn.export.saved_model(model, "serving/resnest50"))  # serving/resnest50/1
     """
-    config = serving.serving_config(model, weights, labels)
+    config = serving.serving_config(model, weights, labels, model_name)
     _check_top_k(top_k)
     base_dir = os.fspath(base_dir)
     version = next_version(base_dir) if version is None else _check_version(version)

@@ -33,7 +33,7 @@ class ServingConfig:
     labels: tuple
 
 
-def serving_config(model, weights="imagenet", labels=None):
+def serving_config(model, weights="imagenet", labels=None, model_name=None):
     """The `ServingConfig` of a classifier built by `keras_attn.applications`.
 
     Args:
@@ -43,21 +43,25 @@ def serving_config(model, weights="imagenet", labels=None):
             that is not in the registry, or has no published weights, gets ImageNet's
             mean and std, crop 0.875, bicubic.
         labels: class names; default: ImageNet's for 1000 classes, else "0", "1", ...
+        model_name: the registry name of the network (whose preprocessing applies); default
+            `model.name`, what `get_model` names it. Give it for a renamed or wrapped network.
 
     Returns:
         A `ServingConfig`.
     """
     height, width, channels = _input_shape(model)
     classes = _num_classes(model)
-    if model.name in specs.SPECS:
+    if model_name is not None:
+        config = data.eval_config(specs.get_spec(model_name).name, weights)
+    elif model.name in specs.SPECS:
         config = data.eval_config(model.name, weights)
     elif weights not in (None, "imagenet"):
         # A tag names one checkpoint's preprocessing; without the network's name it would be
         # silently replaced by the defaults below.
         raise ValueError(
             f"`weights`={weights!r} names a published tag, but {model.name!r} is not a "
-            "registry name, so its preprocessing cannot be looked up. Keep the name "
-            "get_model gave the network (name=... on a wrapper model too), or pass weights=None."
+            "registry name, so its preprocessing cannot be looked up. Pass model_name= (the "
+            "network's registry name), or weights=None."
         )
     else:
         config = {"crop_pct": 0.875, "interpolation": "bicubic",

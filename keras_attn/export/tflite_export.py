@@ -24,7 +24,8 @@ CALIBRATION_IMAGES = 100  # most images the int8 calibration reads
 
 
 def tflite(model, path, quantization=None, representative_data=None, *, weights="imagenet",
-           verify_images=None, max_abs_error="default", min_top1_agreement="default"):
+           model_name=None, verify_images=None, max_abs_error="default",
+           min_top1_agreement="default"):
     """Converts a classifier to a `.tflite` file with builtin ops only, verified first.
 
     The file takes float32 RGB pixels in [0, 255], `(batch, size, size, 3)` (the model's
@@ -44,6 +45,8 @@ def tflite(model, path, quantization=None, representative_data=None, *, weights=
             (or an iterable of such batches) to calibrate the activation ranges on; the first
             100 images are used.
         weights: the published tag whose mean/std the graph applies.
+        model_name: the network's registry name, for a renamed or wrapped network (default
+            `model.name`); see `serving.serving_config`.
         verify_images: float32 pixels `(batch, size, size, 3)` to verify on; default: 4
             random images.
         max_abs_error, min_top1_agreement: limits of the verification; "default" takes
@@ -64,7 +67,7 @@ def tflite(model, path, quantization=None, representative_data=None, *, weights=
         raise ValueError(
             f"`quantization` must be one of {QUANTIZATIONS}; received {quantization!r}."
         )
-    config = serving.serving_config(model, weights)
+    config = serving.serving_config(model, weights, model_name=model_name)
     if quantization == "int8" and representative_data is None:
         raise ValueError(
             "quantization='int8' needs `representative_data`: float32 pixels (n, "

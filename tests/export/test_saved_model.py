@@ -168,6 +168,12 @@ def test_a_tag_needs_a_network_it_can_name(exported):
                                          r"'my_classifier' is not a registry name"):
         serving.serving_config(renamed, weights="a1_in1k")
     assert serving.serving_config(renamed).crop_pct == 0.875  # no tag: the defaults
+    # model_name= says which network it is.
+    ours = serving.serving_config(renamed, weights="a1_in1k", model_name="resnet50")
+    assert (ours.crop_pct, ours.interpolation) == (0.95, "bicubic")  # a1_in1k's, not defaults
+    assert serving.serving_config(renamed, model_name=model.name) == serving.serving_config(model)
+    with pytest.raises(ValueError, match="Unknown model name 'resnet51'"):
+        serving.serving_config(renamed, model_name="resnet51")
 
 
 @pytest.mark.parametrize("argument, message", [
