@@ -112,6 +112,8 @@ def returns_logits(model):
     pooled feature vector, say) is no classifier and raises a `ValueError`.
     """
     last = model.layers[-1]
+    while isinstance(last, keras.Model) and last.layers:  # a classifier nested in a wrapper
+        last = last.layers[-1]
     if isinstance(last, keras.layers.Softmax):
         return False
     if isinstance(last, (keras.layers.Dense, keras.layers.Activation)):

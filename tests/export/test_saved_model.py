@@ -143,8 +143,9 @@ def test_a_failed_verification_writes_nothing(exported, tmp_path, monkeypatch):
     [(lambda x: keras.layers.Dense(4)(x), True),
      (lambda x: keras.layers.Dense(4, activation="sigmoid")(x), False),
      (lambda x: keras.layers.Softmax()(keras.layers.Dense(4)(x)), False),
-     (lambda x: keras.layers.Activation("linear")(keras.layers.Dense(4)(x)), True)],
-    ids=["logits", "sigmoid", "softmax_layer", "linear_activation"],
+     (lambda x: keras.layers.Activation("linear")(keras.layers.Dense(4)(x)), True),
+     (lambda x: keras.Sequential([keras.layers.Dense(4, activation="softmax")])(x), False)],
+    ids=["logits", "sigmoid", "softmax_layer", "linear_activation", "nested_softmax"],
 )
 def test_serving_applies_softmax_to_logits_only(head, softmax):
     # A multi-label (sigmoid) head, or one ending in its own Softmax, is served as it computes:
