@@ -78,7 +78,18 @@ def read_checkpoint(checkpoint):
             "`checkpoint` must be a `.safetensors` path or a dict of arrays; received "
             f"{type(checkpoint).__name__}."
         )
-    return {str(key): np.asarray(value) for key, value in checkpoint.items()}
+    return {str(key): _as_numpy(value) for key, value in checkpoint.items()}
+
+
+def _as_numpy(value):
+    """A checkpoint tensor as a NumPy array: torch tensors from any device, and torch's
+    bfloat16, which NumPy lacks, as float32 (exact)."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu()
+        if str(value.dtype) == "torch.bfloat16":
+            value = value.float()
+        return value.numpy()
+    return np.asarray(value)
 
 
 def _read_torch_checkpoint(path):
@@ -101,7 +112,7 @@ def _read_torch_checkpoint(path):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
     return {
-        key.removeprefix("module."): value.detach().cpu().numpy()
+        key.removeprefix("module."): _as_numpy(value)
         for key, value in state.items()
         if hasattr(value, "detach")
     }
@@ -207,13 +218,25 @@ def _transpose(array, axes_by_rank):
     return array if axes is None else array.transpose(axes)
 
 
-def timm_state_dict(model, layout="resnet"):
+def timm_state_dict(model, layout=None):
     """The weights of a keras_attn network as a timm `state_dict` of NumPy arrays.
 
     The inverse of `load_timm_weights`: the result loads into the timm network of the same
-    architecture (`layout`: "resnet", "sknet" or "senet", the timm source file that defines
-    it), and back into this one.
+    architecture, and back into this one.
+
+    Args:
+        model: a network from `keras_attn.applications`.
+        layout: the timm source file that defines the network, "resnet", "sknet" or
+            "senet"; by default "sknet" for a network with Selective Kernel layers, "senet"
+            for the `legacy_*` networks (timm's senet.py), else "resnet".
     """
+    if layout is None:
+        if any(isinstance(layer, SelectiveKernel) for layer in model._flatten_layers()):
+            layout = "sknet"
+        elif model.name.startswith("legacy_"):
+            layout = "senet"
+        else:
+            layout = "resnet"
     keys = timm_variable_keys(model, layout)
     return {
         keys[variable.path]: np.ascontiguousarray(
@@ -266,6 +289,13 @@ def load_timm_weights(model, checkpoint):
                 f"({tuple(value.shape)} in Keras layout) but weight {variable.path!r} has "
                 f"shape {tuple(variable.shape)}."
             )
+        try:  # cast here, not when assigning: a tensor that cannot be cast changes nothing
+            value = value.astype(variable.dtype)
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"Checkpoint tensor {key!r} ({source.dtype}) cannot be cast to weight "
+                f"{variable.path!r}'s {variable.dtype}: {error}"
+            ) from error
         used.add(key)
         assignments.append((variable, value))
     head = ("last_linear." if layout == "senet" else "fc.")
@@ -282,7 +312,7 @@ def load_timm_weights(model, checkpoint):
             f"{shown}{more}. Is it the same architecture?"
         )
     for variable, value in assignments:
-        variable.assign(value.astype(variable.dtype))
+        variable.assign(value)
     return model
 
 

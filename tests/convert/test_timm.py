@@ -144,6 +144,9 @@ def _weights(model):
         (lambda s: s.update({"layer1.0.bn3.running_var": np.ones(32, "float32")}),
          "'layer1.0.bn3.running_var' has shape (32,) ((32,) in Keras layout) but weight "
          "'stage1_block1_bn3/moving_variance' has shape (64,)"),
+        # The last tensor cannot be cast: every one before it must stay unassigned too.
+        (lambda s: s.update({"fc.bias": np.full(s["fc.bias"].shape, "x")}),
+         "Checkpoint tensor 'fc.bias' (<U1) cannot be cast to weight 'predictions/bias'"),
     ],
 )
 def test_checkpoint_that_does_not_fit_is_named_and_changes_nothing(edit, message):
@@ -155,6 +158,34 @@ def test_checkpoint_that_does_not_fit_is_named_and_changes_nothing(edit, message
         load_timm_weights(model, state)
     for old, new in zip(before, _weights(model)):
         np.testing.assert_array_equal(old, new)
+
+
+def test_torch_tensors_load_in_bfloat16_too():
+    # NumPy has no bfloat16: torch's tensors are read through float32 (exact), as safetensors'
+    # bfloat16 already was.
+    import torch
+
+    state = load_file(_checkpoint("seresnet18_narrow"))
+    rounded = {key: torch.from_numpy(value).to(torch.bfloat16) for key, value in state.items()}
+    model = _model("seresnet18_narrow")
+    load_timm_weights(model, rounded)
+    expected = _model("seresnet18_narrow")
+    load_timm_weights(expected, {key: value.float().numpy() for key, value in rounded.items()})
+    for ours, theirs in zip(_weights(model), _weights(expected)):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("case", ["skresnet18_narrow", "seresnet18_narrow"])
+def test_timm_state_dict_finds_the_layout_and_inverts_loading(case):
+    model = _model(case)
+    load_timm_weights(model, _checkpoint(case))
+    state = timm_convert.timm_state_dict(model)  # no layout: "sknet" found for the SK network
+    assert set(state) == {key for key in load_file(_checkpoint(case))
+                          if not key.endswith("num_batches_tracked")}
+    again = _model(case)
+    load_timm_weights(again, state)
+    for ours, theirs in zip(_weights(again), _weights(model)):
+        np.testing.assert_array_equal(ours, theirs)
 
 
 def test_checkpoint_of_another_architecture_is_refused():
