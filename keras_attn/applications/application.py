@@ -4,8 +4,6 @@
 `body(inputs, spec)` for the network's features, and adds the classifier or the pooling.
 """
 
-import numbers
-
 import keras
 
 from keras_attn.layers import common
@@ -106,7 +104,7 @@ def _inputs(spec, include_top, input_tensor, input_shape, pooling, classes,
             f"{input_shape}."
         )
     channels = input_shape[2]
-    if isinstance(channels, bool) or not isinstance(channels, numbers.Integral) or channels < 1:
+    if not common.is_integer(channels) or channels < 1:
         raise ValueError(
             f"`{source}` needs a known number of channels >= 1 (3 for RGB); received {source} "
             f"shape {input_shape}."

@@ -51,10 +51,9 @@ def serving_config(model, weights="imagenet", labels=None, model_name=None):
     """
     height, width, channels = _input_shape(model)
     classes = _num_classes(model)
-    if model_name is not None:
-        config = data.eval_config(specs.get_spec(model_name).name, weights)
-    elif model.name in specs.SPECS:
-        config = data.eval_config(model.name, weights)
+    name = model.name if model_name is None else specs.get_spec(model_name).name
+    if name in specs.SPECS:
+        config = data.eval_config(name, weights)
     elif weights not in (None, "imagenet"):
         # A tag names one checkpoint's preprocessing; without the network's name it would be
         # silently replaced by the defaults below.

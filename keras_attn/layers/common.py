@@ -212,10 +212,15 @@ def pad_spatial(inputs, padding):
     return ops.pad(inputs, [[0, 0], [padding, padding], [padding, padding], [0, 0]])
 
 
+def is_integer(value):
+    """Whether `value` is an integer, a Python or NumPy one; bools are not."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def check_positive_int(name, value, minimum=1):
     """`value` as a Python int; raises a `ValueError` naming `name` unless it is an integer
     (NumPy's included, bools not) >= `minimum`."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+    if not is_integer(value) or value < minimum:
         raise ValueError(f"`{name}` must be an integer >= {minimum}; received {name}={value!r}.")
     return int(value)
 

@@ -1,7 +1,5 @@
 """Selective Kernel convolution: branches of different receptive fields, mixed by attention."""
 
-import numbers
-
 import keras
 from keras import ops
 
@@ -69,12 +67,11 @@ class SelectiveKernel(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.filters = common.check_positive_int("filters", filters)
-        if isinstance(kernel_size, numbers.Integral):
+        if common.is_integer(kernel_size):
             kernel_size = (kernel_size, kernel_size)
         kernel_size = tuple(kernel_size)
         if len(kernel_size) < 2 or any(
-            isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 3 or k % 2 == 0
-            for k in kernel_size
+            not common.is_integer(k) or k < 3 or k % 2 == 0 for k in kernel_size
         ):
             raise ValueError(
                 "`kernel_size` must list at least two odd kernel sizes >= 3, one per branch; "
