@@ -57,7 +57,7 @@ def _convert(args):
     if os.path.exists(output) and not args.overwrite:
         print(f"{output!r} exists; pass --overwrite to replace it.", file=sys.stderr)
         return 2
-    model = timm_convert.from_timm(args.timm_name, args.checkpoint)
+    model = timm_convert.from_timm(args.timm_name, args.checkpoint, use_ema=args.use_ema)
     fetch.save_weights_atomically(model, output)
     print(
         f"{args.timm_name}: {len(model.weights)} weights ({model.count_params():,} values) from "
@@ -194,7 +194,13 @@ def build_parser():
     )
     convert.add_argument("--timm-name", required=True, help="timm (and registry) name")
     convert.add_argument(
-        "--checkpoint", required=True, help="timm .safetensors (or .pth, with torch installed)"
+        "--checkpoint", required=True,
+        help="timm .safetensors, or with torch installed a .pth state dict or a training "
+             "checkpoint (model_best.pth.tar)",
+    )
+    convert.add_argument(
+        "--use-ema", action="store_true",
+        help="take a training checkpoint's EMA weights (state_dict_ema)",
     )
     convert.add_argument("--output", required=True, help="the .weights.h5 file to write")
     convert.add_argument("--overwrite", action="store_true", help="replace an existing output")

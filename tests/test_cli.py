@@ -98,6 +98,26 @@ def test_convert_writes_weights_equal_to_the_checkpoint(seresnet18_checkpoints, 
     assert os.listdir(tmp_path) == ["seresnet18.weights.h5"]  # no temporary file left
 
 
+def test_convert_takes_a_training_checkpoints_ema_weights(seresnet18_checkpoints, tmp_path,
+                                                          capsys):
+    import argparse
+
+    folder, images, expected = seresnet18_checkpoints
+    ema = torch.load(folder / "seresnet18.pth")["state_dict"]
+    checkpoint = tmp_path / "model_best.pth.tar"
+    torch.save({"epoch": 9, "state_dict": {k: torch.zeros_like(v) for k, v in ema.items()},
+                "state_dict_ema": ema, "args": argparse.Namespace(model="seresnet18")},
+               checkpoint)
+    output = tmp_path / "ema.weights.h5"
+    assert _convert(checkpoint, output, "--use-ema") == 0
+    model = get_model("seresnet18", weights=str(output))
+    np.testing.assert_array_equal(model.predict(images, verbose=0), expected)
+    assert _convert(folder / "seresnet18.safetensors", tmp_path / "o.weights.h5",
+                    "--use-ema") == 1
+    assert "has no EMA weights" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["ema.weights.h5", "model_best.pth.tar"]
+
+
 class _Payload:
     def __reduce__(self):
         return (open, ("pwned.txt", "w"))

@@ -46,7 +46,9 @@ def get_model(model_name, /, weights=None, **kwargs):
         weights: None (random initialisation), "imagenet" (the default tag's published
             ImageNet weights), a published tag such as "a1_in1k", the path to a `.weights.h5`
             file saved from the same architecture, or a timm checkpoint (`.safetensors`, or a
-            PyTorch `.pth` where torch is installed).
+            PyTorch `.pth` or training checkpoint `.pth.tar` where torch is installed; a
+            training checkpoint gives its model's weights, `convert.from_timm(...,
+            use_ema=True)` its EMA's).
         **kwargs: the `keras.applications` arguments (`include_top`, `input_tensor`,
             `input_shape`, `pooling`, `classes`, `classifier_activation`, `name`) and any field
             of `NetworkSpec` (`depths`, `widths`, `stem_width`, `cardinality`, `conv_args`...).
@@ -108,8 +110,8 @@ def published_tag(weights):
     """The published tag a `weights` argument names ("imagenet" or a tag), else None.
 
     None for `weights=None` and for a weights or checkpoint file (told apart by its suffix,
-    `.weights.h5`, `.safetensors`, `.pth`); such a file must exist, so a mistyped path is
-    reported as a missing file rather than as an unknown tag.
+    `.weights.h5`, `.safetensors`, `.pth`, `.pth.tar`); such a file must exist, so a mistyped
+    path is reported as a missing file rather than as an unknown tag.
     """
     return weights if _weights_source(weights) == "published" else None
 

@@ -15,6 +15,8 @@ The checkpoint's own keys tell which (`layer0.*`, or Selective Kernel `*.paths.*
 side's names come from `keras_attn.applications.resnet_family`.
 """
 
+import argparse
+import contextlib
 import os
 import re
 
@@ -41,15 +43,28 @@ _SUBLAYER_NAMES = (
     (re.compile(r"fc_select"), "attn.fc_select"),
 )
 _IGNORED_SUFFIXES = (".num_batches_tracked",)
-TORCH_SUFFIXES = (".pth", ".pt", ".bin")
+# timm's train.py writes `model_best.pth.tar`, `last.pth.tar` and `checkpoint-N.pth.tar`.
+TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".pth.tar")
+# What wraps a model's keys when it was trained under DistributedDataParallel or torch.compile;
+# stripped in this order, as timm's `clean_state_dict` does.
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+_MODEL_KEYS = ("state_dict", "model")
+_EMA_KEYS = ("state_dict_ema", "model_ema")
 
 
-def read_checkpoint(checkpoint):
+def read_checkpoint(checkpoint, use_ema=False):
     """A timm state dict as `{key: numpy array}`.
 
+    A training checkpoint (timm's `model_best.pth.tar`, or any dict that nests the weights under
+    `state_dict` or `model`) gives its model's weights, or with `use_ema` its EMA weights. Keys
+    lose the `module.` and `_orig_mod.` prefixes of DistributedDataParallel and torch.compile.
+
     Args:
-        checkpoint: a mapping of arrays, a `.safetensors` path, or a PyTorch `.pth` path
-            (read with `torch.load(weights_only=True)`, so no arbitrary pickle runs; needs torch).
+        checkpoint: a mapping of arrays, a `.safetensors` path, or a PyTorch `.pth` /
+            `.pth.tar` path (read with `torch.load(weights_only=True)`, so no arbitrary pickle
+            runs; needs torch).
+        use_ema: read the exponential moving average of the weights that timm's training
+            saves beside them (`state_dict_ema`); an error if the checkpoint has none.
     """
     if isinstance(checkpoint, (str, os.PathLike)):
         path = os.fspath(checkpoint)
@@ -61,7 +76,7 @@ def read_checkpoint(checkpoint):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"Checkpoint file not found: {path!r}.")
         if path.endswith(TORCH_SUFFIXES):
-            return _read_torch_checkpoint(path)
+            return _model_weights(_read_torch_checkpoint(path), use_ema, repr(path))
         try:
             from safetensors.numpy import load_file
         except ImportError:
@@ -70,15 +85,50 @@ def read_checkpoint(checkpoint):
                 'pip install "keras-attn[convert]".'
             ) from None
         try:
-            return load_file(path)
+            state = load_file(path)
         except Exception as error:
             raise ValueError(f"{path!r} is not a readable safetensors file: {error}") from error
+        return _model_weights(state, use_ema, repr(path))
     if not hasattr(checkpoint, "items"):
         raise ValueError(
             "`checkpoint` must be a `.safetensors` path or a dict of arrays; received "
             f"{type(checkpoint).__name__}."
         )
-    return {str(key): _as_numpy(value) for key, value in checkpoint.items()}
+    return _model_weights(checkpoint, use_ema, "The checkpoint")
+
+
+def _model_weights(state, use_ema, source):
+    """The model's (or the EMA's) weights of a state dict or training checkpoint, as timm's
+    `load_state_dict` picks them; the other entries of a training checkpoint (optimizer,
+    epoch, arguments) are left."""
+    nested = next((key for key in _MODEL_KEYS if isinstance(state.get(key), dict)), None)
+    if use_ema:
+        key = next((key for key in _EMA_KEYS if isinstance(state.get(key), dict)), None)
+        if key is None:
+            found = (f"its entries are {_describe_keys(state)}" if nested else
+                     f"it is a state dict of {len(state)} tensors, not a training checkpoint")
+            raise ValueError(
+                f"{source} has no EMA weights (no {' or '.join(_EMA_KEYS)} entry): {found}. "
+                "Pass use_ema=False for the model's own weights."
+            )
+        state = state[key]
+    elif nested:
+        state = state[nested]
+    weights = {}
+    for key, value in state.items():
+        if not (hasattr(value, "detach") or hasattr(value, "shape")):
+            continue  # a training checkpoint's epoch, metric or arguments
+        key = str(key)
+        for prefix in _WRAPPER_PREFIXES:
+            key = key.removeprefix(prefix)
+        weights[key] = _as_numpy(value)
+    return weights
+
+
+def _describe_keys(state, limit=8):
+    keys = [repr(str(key)) for key in state]
+    more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
 
 
 def _as_numpy(value):
@@ -100,22 +150,24 @@ def _read_torch_checkpoint(path):
             f"Reading the PyTorch checkpoint {path!r} needs torch (pip install torch); or "
             "convert it to .safetensors, which needs no torch."
         ) from None
+    # timm's training checkpoints hold its command-line arguments as an argparse.Namespace,
+    # plain data that weights_only refuses unless allowed (torch >= 2.5 can).
+    safe_globals = getattr(torch.serialization, "safe_globals", None)
+    allowed = safe_globals([argparse.Namespace]) if safe_globals else contextlib.nullcontext()
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with allowed:
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # weights_only refuses anything but tensors and containers
         raise ValueError(
             f"{path!r} is not a plain PyTorch state dict: torch.load(weights_only=True) refused "
             f"it ({type(error).__name__}: {str(error).splitlines()[0]}). keras_attn never "
             "unpickles arbitrary objects."
         ) from None
-    for wrapper in ("state_dict", "model"):  # training checkpoints nest the weights
-        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
-            state = state[wrapper]
-    return {
-        key.removeprefix("module."): _as_numpy(value)
-        for key, value in state.items()
-        if hasattr(value, "detach")
-    }
+    if not isinstance(state, dict):
+        raise ValueError(
+            f"{path!r} holds a {type(state).__name__}, not a state dict (a dict of tensors)."
+        )
+    return state
 
 
 def checkpoint_layout(state):
@@ -246,7 +298,7 @@ def timm_state_dict(model, layout=None):
     }
 
 
-def load_timm_weights(model, checkpoint):
+def load_timm_weights(model, checkpoint, use_ema=False):
     """Sets every weight of a keras_attn network from a timm checkpoint.
 
     Every tensor of the checkpoint must be used exactly once and every weight of the model
@@ -256,7 +308,10 @@ def load_timm_weights(model, checkpoint):
     Args:
         model: a network from `keras_attn.applications` (any `include_top`, any input size).
             With `include_top=False`, the checkpoint's classifier is left out.
-        checkpoint: a timm `state_dict` as a dict of arrays, or a `.safetensors` path.
+        checkpoint: a timm `state_dict` as a dict of arrays, a `.safetensors` path, or a
+            PyTorch `.pth` path (a training checkpoint such as `model_best.pth.tar` too).
+        use_ema: load a training checkpoint's EMA weights (`state_dict_ema`) instead of the
+            model's own.
 
     Returns:
         The model, for chaining.
@@ -266,7 +321,7 @@ def load_timm_weights(model, checkpoint):
     >>> model = keras_attn.applications.get_model("resnest50d")
     >>> load_timm_weights(model, "resnest50d.safetensors")
     """
-    state = read_checkpoint(checkpoint)
+    state = read_checkpoint(checkpoint, use_ema)
     layout = checkpoint_layout(state)
     keys = timm_variable_keys(model, layout)
     has_top = any(layer.name == "predictions" for layer in model.layers)
@@ -324,12 +379,15 @@ def classifier_classes(state):
     return None
 
 
-def from_timm(timm_name, checkpoint, **kwargs):
+def from_timm(timm_name, checkpoint, use_ema=False, **kwargs):
     """Builds the keras_attn twin of a timm network and loads a timm checkpoint into it.
 
     Args:
         timm_name: the network's timm name, e.g. `"resnest50d"` (`list_models()`).
-        checkpoint: a timm `state_dict` as a dict of arrays, or a `.safetensors` path.
+        checkpoint: a timm `state_dict` as a dict of arrays, a `.safetensors` path, or a
+            PyTorch `.pth` path (a training checkpoint such as `model_best.pth.tar` too).
+        use_ema: load a training checkpoint's EMA weights (`state_dict_ema`) instead of the
+            model's own.
         **kwargs: builder arguments (`input_shape=(160, 160, 3)`, `include_top`, `pooling`,
             `classifier_activation`, `name`) and `NetworkSpec` fields for changed rows.
             `classes` defaults to the checkpoint classifier's.
@@ -341,7 +399,7 @@ def from_timm(timm_name, checkpoint, **kwargs):
 
     >>> model = from_timm("seresnext50_32x4d", "model.safetensors", input_shape=(288, 288, 3))
     """
-    state = read_checkpoint(checkpoint)
+    state = read_checkpoint(checkpoint, use_ema)
     spec, kwargs = specs.resolve(timm_name, **kwargs)
     if not isinstance(spec, specs.NetworkSpec):
         raise ValueError(

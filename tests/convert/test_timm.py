@@ -206,6 +206,93 @@ def test_bad_checkpoint_arguments(tmp_path):
         load_timm_weights(model, 3)
 
 
+def _training_checkpoint(state, ema_state, prefix=""):
+    """What timm's train.py saves as model_best.pth.tar (timm.utils.CheckpointSaver): the
+    weights beside the optimizer state, the arguments as an argparse.Namespace, the AMP
+    scaler's state, the EMA's weights and the metric."""
+    import argparse
+
+    import torch
+
+    def tensors(weights):
+        return {prefix + key: torch.from_numpy(np.array(value)) for key, value in weights.items()}
+
+    parameters = [torch.nn.Parameter(torch.ones(3))]
+    optimizer = torch.optim.AdamW(parameters, lr=0.1)
+    parameters[0].sum().backward()
+    optimizer.step()
+    return {
+        "epoch": 41,
+        "arch": "skresnet18",
+        "state_dict": tensors(state),
+        "optimizer": optimizer.state_dict(),
+        "version": 2,
+        "args": argparse.Namespace(model="skresnet18", lr=0.1, epochs=100, device="cuda:0",
+                                   mean=None, input_size=(3, 64, 64), amp=True),
+        "amp_scaler": {"scale": 65536.0, "growth_factor": 2.0, "backoff_factor": 0.5,
+                       "growth_interval": 2000, "_growth_tracker": 7},
+        "state_dict_ema": tensors(ema_state),
+        "metric": 71.5,
+    }
+
+
+@pytest.mark.parametrize("prefix", ["", "module.", "module._orig_mod."])
+def test_timm_training_checkpoint_loads_the_model_or_its_ema(tmp_path, prefix):
+    import torch
+
+    trained = load_file(_checkpoint("skresnet18_narrow"))  # gives timm's logits
+    noise = np.random.default_rng(0)
+    latest = {key: np.asarray(value + noise.normal(0, 0.1, value.shape)).astype(value.dtype)
+              for key, value in trained.items()}
+    path = tmp_path / "model_best.pth.tar"
+    torch.save(_training_checkpoint(latest, trained, prefix), path)
+    _, images, logits = _fixture("skresnet18_narrow")
+
+    ema = load_timm_weights(_model("skresnet18_narrow"), path, use_ema=True)
+    np.testing.assert_allclose(ema.predict(images, verbose=0), logits, rtol=0, atol=1e-4)
+    model = load_timm_weights(_model("skresnet18_narrow"), str(path))
+    expected = load_timm_weights(_model("skresnet18_narrow"), latest)
+    for ours, theirs in zip(_weights(model), _weights(expected)):
+        np.testing.assert_array_equal(ours, theirs)
+    assert not np.allclose(model.predict(images, verbose=0), logits, atol=1e-2)
+
+
+def test_ema_weights_are_named_when_missing(tmp_path):
+    state = load_file(_checkpoint("seresnet18_narrow"))
+    model = _model("seresnet18_narrow")
+    before = _weights(model)
+    with pytest.raises(ValueError, match=re.escape(
+            "seresnet18_narrow.safetensors' has no EMA weights (no state_dict_ema or model_ema "
+            f"entry): it is a state dict of {len(state)} tensors, not a training checkpoint. "
+            "Pass use_ema=False")):
+        load_timm_weights(model, _checkpoint("seresnet18_narrow"), use_ema=True)
+    with pytest.raises(ValueError, match=re.escape(
+            "The checkpoint has no EMA weights (no state_dict_ema or model_ema entry): its "
+            "entries are 'state_dict', 'epoch'. Pass")):
+        load_timm_weights(model, {"state_dict": state, "epoch": 3}, use_ema=True)
+    for old, new in zip(before, _weights(model)):
+        np.testing.assert_array_equal(old, new)
+
+
+class _Hook:  # any class but argparse.Namespace stays refused
+    pass
+
+
+def test_a_pickled_object_in_a_training_checkpoint_is_still_refused(tmp_path):
+    import argparse
+
+    import torch
+
+    state = load_file(_checkpoint("seresnet18_narrow"))
+    path = tmp_path / "last.pth.tar"
+    torch.save({"state_dict": state, "args": argparse.Namespace(hook=_Hook())}, path)
+    with pytest.raises(ValueError, match="is not a plain PyTorch state dict"):
+        load_timm_weights(_model("seresnet18_narrow"), path)
+    torch.save([torch.zeros(1)], path)
+    with pytest.raises(ValueError, match="holds a list, not a state dict"):
+        load_timm_weights(_model("seresnet18_narrow"), path)
+
+
 def _legacy_keys(stem_convs, depths, shortcut_blocks):
     """The keys timm's senet.py gives a legacy SENet (layer0, se_module, last_linear)."""
     bn = ("weight", "bias", "running_mean", "running_var")
