@@ -198,12 +198,14 @@ def image_folder(data_dir, val_split=0.2, seed=0):
         paths, labels = paths[train], labels[train]
     else:
         val_paths, val_labels = paths_and_labels(val_files)
-    for split_name, split_paths in (("training", paths), ("validation", val_paths)):
+    for split_name, split_paths, root in (("training", paths, train_root),
+                                          ("validation", val_paths, val_root)):
         if len(split_paths) == 0:
+            reason = ("--val_split holds out at least one image per class" if val_files is None
+                      else f"no image under {root!r} decodes")
             raise ValueError(
                 f"--data_dir={data_dir!r} leaves no readable image for {split_name} "
-                f"({len(readable)} readable in all; --val_split holds out at least one image "
-                "per class)."
+                f"({len(readable)} readable in all; {reason})."
             )
 
     def split(split_paths, split_labels):

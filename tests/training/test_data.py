@@ -68,6 +68,17 @@ def test_folder_errors_name_the_problem(tmp_path, layout, message):
         training_data.load_data(data_dir=str(tmp_path))
 
 
+def test_a_val_folder_without_readable_images_is_named(tmp_path):
+    for name in ("a", "b"):
+        _write_images(tmp_path / "train" / name, 2)
+        (tmp_path / "val" / name).mkdir(parents=True)
+        (tmp_path / "val" / name / "0.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    with pytest.raises(ValueError, match=re.escape(
+            f"leaves no readable image for validation (4 readable in all; no image under "
+            f"{str(tmp_path / 'val')!r} decodes)")):
+        training_data.load_data(data_dir=str(tmp_path))
+
+
 def test_train_batches_are_normalised_soft_labels_with_mixing():
     data = training_data.load_data("digits")
     batches = training_data.train_dataset(
