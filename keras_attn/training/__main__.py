@@ -1,6 +1,13 @@
-"""`python -m keras_attn.training --model=... --dataset=... --model_dir=...`."""
+"""Train or fine-tune a keras_attn network: the same program as `keras-attn train`.
 
-from keras_attn.training.train import entry_point
+USAGE: python -m keras_attn.training --model=NAME (--dataset=NAME | --data_dir=DIR)
+    --model_dir=DIR [flags]
+"""
+
+import sys
+
+from keras_attn.cli import main
 
 if __name__ == "__main__":
-    entry_point()
+    # Through the command line's main: SIGTERM then unwinds the run, so its cleanup runs.
+    sys.exit(main(["train", *sys.argv[1:]]))

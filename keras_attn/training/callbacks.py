@@ -77,6 +77,8 @@ class TrainingBackup:
         """Backs up the state after `step` steps of epoch `epoch` (0-based; step 0: the
         epoch has not started)."""
         os.makedirs(self.root, exist_ok=True)
+        if self.chief:
+            self._remove_stale()
         name = f"state-{epoch:05d}-{step:07d}-{uuid.uuid4().hex[:8]}"
         scratch = os.path.join(self.root, f".{name}.part")
         try:
@@ -96,6 +98,16 @@ class TrainingBackup:
             shutil.rmtree(scratch, ignore_errors=True)
             if not self.chief:
                 shutil.rmtree(self.root, ignore_errors=True)
+
+    def _remove_stale(self):
+        # A run killed mid-save (SIGKILL runs no cleanup) leaves its scratch folder, or a
+        # finished backup that the pointer never reached or no longer names: none is ever read.
+        current = self._current()
+        for entry in os.scandir(self.root):
+            stale = entry.name.startswith(".state-") or (
+                entry.name.startswith("state-") and entry.name != current)
+            if stale and entry.is_dir():
+                shutil.rmtree(entry.path, ignore_errors=True)
 
     def _current(self):
         if not self.exists():

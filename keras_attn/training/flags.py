@@ -62,7 +62,8 @@ def define_flags(flag_values=flags.FLAGS):
            "off. Validation and the saved weights then use the average.")
     # Performance and distribution.
     define("boolean", "mixed_precision", False, "float16 on GPU, bfloat16 on TPU and CPU.")
-    define("boolean", "jit_compile", False, "Compile the training step with XLA.")
+    define("boolean", "jit_compile", False,
+           "Compile the training step with XLA (not with --sync_bn on several replicas).")
     define("boolean", "sync_bn", False,
            "Synchronise BatchNorm statistics across replicas (BatchNormalization("
            "synchronized=True)).")

@@ -17,11 +17,15 @@ def make_strategy(name="auto", tpu=None):
     if name == "auto":
         name = _auto_strategy_name(tpu)
     if name == "tpu":
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
+        try:
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+            tf.config.experimental_connect_to_cluster(resolver)
+            tf.tpu.experimental.initialize_tpu_system(resolver)
+        except (ValueError, OSError, tf.errors.OpError) as error:
+            raise ValueError(f"Cannot reach the TPU --tpu={tpu!r} names: {error}") from error
         return tf.distribute.TPUStrategy(resolver)
     if name == "multi_worker":
+        tf_config()  # TensorFlow's own parse error does not name the variable
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
@@ -36,12 +40,24 @@ def make_strategy(name="auto", tpu=None):
 def _auto_strategy_name(tpu):
     if tpu or os.environ.get("TPU_NAME"):
         return "tpu"
-    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    cluster = tf_config().get("cluster", {})
     if sum(len(tasks) for tasks in cluster.values()) > 1:
         return "multi_worker"
     if len(tf.config.list_logical_devices("GPU")) > 1:
         return "mirrored"
     return "one_device"
+
+
+def tf_config():
+    """The cluster description in the `TF_CONFIG` environment variable ({} when unset)."""
+    text = os.environ.get("TF_CONFIG", "{}")
+    try:
+        config = json.loads(text)
+    except ValueError as error:
+        raise ValueError(f"TF_CONFIG is not valid JSON ({error}): {text!r}.") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"TF_CONFIG must be a JSON object; received {text!r}.")
+    return config
 
 
 def is_chief(strategy):

@@ -25,9 +25,12 @@ from keras_attn.training import strategy as distribute
 from keras_attn.training.flags import define_flags
 from keras_attn.training.loop import DistributedLoop
 
-# Flags that change the shape or meaning of the saved state: a resumed run must keep them.
+# Flags that change the shape or meaning of the saved state, or that the restored epoch, step
+# and optimizer iterations count in (the data split and order, the batch, the learning-rate
+# schedule): a resumed run must keep them.
 _STATE_FLAGS = ("model", "weights", "dataset", "data_dir", "optimizer", "ema", "image_size",
-                "freeze_backbone")
+                "freeze_backbone", "seed", "val_split", "batch_size", "steps_per_epoch",
+                "epochs", "lr", "scale_lr", "warmup_epochs")
 
 
 def flag_names():
@@ -87,6 +90,19 @@ def _check_flags(config):
     for name, (allowed, expected) in _FLAG_RANGES.items():
         if not allowed(config[name]):  # NaN is allowed by none
             raise ValueError(f"--{name} must be {expected}; received {config[name]!r}.")
+    if config["export_dir"]:
+        _check_export_dir(config["export_dir"])
+
+
+def _check_export_dir(export_dir):
+    # Checked before training, not when the export runs after the last epoch.
+    existing = os.path.abspath(export_dir)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(
+            f"--export_dir={export_dir!r} cannot be a folder: {existing!r} is a file."
+        )
 
 
 def _run(config, strategy_override):
@@ -126,6 +142,13 @@ class TrainingRun:
             raise ValueError(
                 f"--batch_size={self.global_batch} must be a multiple of the {replicas} "
                 "replicas."
+            )
+        if config["sync_bn"] and config["jit_compile"] and replicas > 1:
+            # The replicas' BatchNorm statistics are all-reduced in a cross-replica context,
+            # which the per-replica XLA function of --jit_compile cannot enter.
+            raise ValueError(
+                f"--sync_bn and --jit_compile cannot be combined with {replicas} replicas; "
+                "drop one of them."
             )
         self.steps = training_data.steps_per_epoch(self.data.train, self.global_batch,
                                                    config["steps_per_epoch"])
@@ -200,6 +223,8 @@ class TrainingRun:
         started = time.time()
         images_seen, train_seconds = 0, 0.0
         callbacks.on_train_begin()
+        if self.start_step == 0 and self.history:
+            self._rewrite_epoch_outputs(self.start_epoch - 1, self.history[-1])
         for epoch in range(self.start_epoch, config["epochs"]):
             first_step = self.start_step if epoch == self.start_epoch else 0
             iterator = self._epoch_batches(epoch, first_step)
@@ -252,6 +277,17 @@ class TrainingRun:
         return summary
 
 
+    def _rewrite_epoch_outputs(self, epoch, logs):
+        """Writes the checkpoints and metrics of the finished epoch the backup was taken at.
+
+        That backup is saved before the epoch-end callbacks (it must hold the training weights,
+        not the EMA they swap in), so a run killed between the two resumes past an epoch whose
+        outputs were never written."""
+        kinds = (keras.callbacks.SwapEMAWeights, outputs.Checkpoints, outputs.MetricsLog)
+        for callback in self.callbacks.callbacks:
+            if isinstance(callback, kinds):
+                callback.on_epoch_end(epoch, logs)
+
     def _export(self):
         """Exports the best checkpoint (a copy of the model: the returned one keeps the last
         weights) for TF Serving; returns the `ExportReport`."""
@@ -281,7 +317,8 @@ def _check_resume(config, model_dir):
             raise ValueError(
                 f"Cannot resume the run in {model_dir!r}: "
                 + ", ".join(f"--{n} was {previous.get(n)!r}, now {config[n]!r}" for n in changed)
-                + "."
+                + ". A backup continues the run it was taken of; start another --model_dir "
+                "to change these."
             )
 
 

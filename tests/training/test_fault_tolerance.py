@@ -65,6 +65,31 @@ def test_sigkill_mid_epoch_then_rerun_resumes_and_logs_each_epoch_once(tmp_path)
         assert [row["epoch"] for row in csv.DictReader(file)] == ["1", "2", "3"]
 
 
+@pytest.mark.slow
+def test_sigterm_stops_the_run_through_its_cleanup(tmp_path):
+    # `timeout`, `docker stop` and cancelled jobs send SIGTERM: the program exits with
+    # 128 + 15 after its `finally` blocks ran, not killed outright with a scratch folder left.
+    model_dir = tmp_path / "run"
+    command = _train_command(model_dir, "--epochs=1", "--steps_per_epoch=400",
+                             "--backup_steps=1")
+    pointer = model_dir / "backup" / "latest"
+    process = subprocess.Popen(command, env=_environment(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and process.poll() is None and not pointer.exists():
+            time.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 128 + signal.SIGTERM
+    left = os.listdir(model_dir / "backup")
+    assert pointer.read_text() in left
+    assert not [name for name in left if name.startswith(".")], left  # no scratch folder
+
+
 def _free_ports(count):
     sockets = [socket.socket() for _ in range(count)]
     for sock in sockets:

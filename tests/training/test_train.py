@@ -72,11 +72,19 @@ def test_options_run_together(training_flags):
     assert all(np.isfinite(w).all() for w in summary["model"].get_weights())
 
 
-def test_mirrored_strategy_override_trains(training_flags, mirrored_strategy):
+def test_mirrored_strategy_override_trains(training_flags, mirrored_strategy, tmp_path):
     summary = train.run(training_flags("--sync_bn"), strategy_override=mirrored_strategy)
     assert summary["epochs"] == 1
     with pytest.raises(ValueError, match="--batch_size=33 must be a multiple of the 2 replicas"):
         train.run(training_flags("--batch_size=33"), strategy_override=mirrored_strategy)
+    # Synchronised statistics all-reduce in a cross-replica context, which XLA's per-replica
+    # function cannot enter: refused before anything is built, not a RuntimeError mid-trace.
+    with pytest.raises(ValueError, match="--sync_bn and --jit_compile cannot be combined with "
+                                         "2 replicas"):
+        train.run(training_flags("--sync_bn", "--jit_compile",
+                                 model_dir=str(tmp_path / "jit")),
+                  strategy_override=mirrored_strategy)
+    assert not os.path.exists(tmp_path / "jit")
 
 
 def test_freeze_backbone_fine_tunes_only_the_head_of_a_converted_checkpoint(training_flags,
@@ -106,7 +114,73 @@ def test_resume_refuses_a_changed_run_and_noresume_never_overwrites(training_fla
     with pytest.raises(ValueError, match="holds a backup of an earlier run; pass --resume"):
         train.run(training_flags("--noresume"))
     with pytest.raises(ValueError, match=r"--optimizer was 'sgd', now 'adamw'"):
-        train.run(training_flags("--optimizer=adamw", "--epochs=2"))
+        train.run(training_flags("--optimizer=adamw"))
+    # The split, the data order, the batch and the schedule the restored step counts in.
+    for changed, message in (("--seed=1", "--seed was 0, now 1"),
+                             ("--batch_size=64", "--batch_size was 32, now 64"),
+                             ("--epochs=2", "--epochs was 1, now 2"),
+                             ("--lr=0.5", "--lr was 0.1, now 0.5")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            train.run(training_flags(changed))
+
+
+@pytest.mark.parametrize("extra", [[], ["--ema=0.9"]])
+def test_a_run_killed_right_after_its_epoch_backup_writes_that_epochs_outputs_on_resume(
+        training_flags, tmp_path, monkeypatch, extra):
+    # The end-of-epoch backup comes before the epoch-end callbacks (checkpoints, CSV): a kill
+    # between the two used to leave an epoch that resumed runs skipped, with no best, last
+    # or metrics file ever written for it.
+    def killed(self, epoch, logs=None):
+        raise SystemExit(137)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(keras.callbacks.CallbackList, "on_epoch_end", killed)
+        with pytest.raises(SystemExit):
+            train.run(training_flags("--epochs=2", *extra))
+    run = tmp_path / "run"
+    assert (run / "backup" / "latest").read_text().startswith("state-00001-0000000-")
+    assert not (run / "last.weights.h5").exists() and not (run / "metrics.csv").exists()
+
+    summary = train.run(training_flags("--epochs=2", *extra))
+    with open(run / "metrics.csv") as file:
+        assert [row["epoch"] for row in csv.DictReader(file)] == ["1", "2"]
+    best = summary["best"]["epoch"]
+    assert (run / "best.weights.h5").exists() and best in (1, 2)
+    last = get_model("seresnet20_cifar", classes=10, weights=str(run / "last.weights.h5"))
+    for ours, theirs in zip(last.get_weights(), summary["model"].get_weights()):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_a_backup_removes_what_killed_saves_left(tmp_path):
+    from keras_attn.training.callbacks import TrainingBackup
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    backup = TrainingBackup(str(tmp_path / "backup"), model)
+    backup.save(0, 4, [], {})
+    current = (tmp_path / "backup" / "latest").read_text()
+    # A SIGKILL mid-save leaves a scratch folder; one between the rename and the pointer, an
+    # unreferenced backup.
+    for leftover in (".state-00000-0000005-1234abcd.part", "state-00000-0000005-1234abcd"):
+        (tmp_path / "backup" / leftover).mkdir()
+        (tmp_path / "backup" / leftover / "state.weights.h5").write_bytes(b"partial")
+    assert backup.restore()["step"] == 4
+    backup.save(0, 6, [], {})
+    latest = (tmp_path / "backup" / "latest").read_text()
+    assert latest != current and latest.startswith("state-00000-0000006-")
+    assert sorted(os.listdir(tmp_path / "backup")) == ["latest", latest]
+
+
+def test_a_bad_tf_config_is_named(monkeypatch):
+    from keras_attn.training import strategy
+
+    monkeypatch.setenv("TF_CONFIG", "{bad")
+    for name in ("auto", "multi_worker"):
+        with pytest.raises(ValueError, match=re.escape("TF_CONFIG is not valid JSON")):
+            strategy.make_strategy(name)
+    monkeypatch.setenv("TF_CONFIG", "[1]")
+    with pytest.raises(ValueError, match=re.escape("TF_CONFIG must be a JSON object")):
+        strategy.make_strategy("auto")
 
 
 @pytest.mark.parametrize(
@@ -129,6 +203,8 @@ def test_resume_refuses_a_changed_run_and_noresume_never_overwrites(training_fla
         (["--ema=1"], ValueError, "--ema must be in [0, 1); received 1.0."),
         (["--weights=missing.weights.h5"], ValueError,
          "`weights` file not found: 'missing.weights.h5'"),
+        ([f"--export_dir={os.path.abspath(__file__)}/serving"], ValueError,
+         f"cannot be a folder: {os.path.abspath(__file__)!r} is a file."),
     ],
 )
 def test_bad_flags_are_named(training_flags, tmp_path, args, error, message):
