@@ -132,6 +132,12 @@ def _block(x, spec, planes, strides, *, name):
         y = _conv_bn(y, planes, 3, activation=False, name=name, index=2)
     else:
         width = planes * spec.base_width // 64 * spec.cardinality
+        if width == 0:
+            raise ValueError(
+                f"{name}'s grouped 3x3 convolution gets no channels: planes={planes} * "
+                f"base_width={spec.base_width} // 64 is 0 channels per group. Widen `widths` "
+                "or raise `base_width`."
+            )
         if (width // spec.reduce_first) % spec.cardinality:
             raise ValueError(
                 f"`cardinality`={spec.cardinality} does not divide the "

@@ -9,13 +9,19 @@ class CheckpointServer(http.server.ThreadingHTTPServer):
     """Serves `routes[path] = (body, mode)` and records every request path.
 
     Modes: "ok"; "cut" (announces the whole body, sends half, closes the connection); "short"
-    (a complete transfer of the first half: a truncated file served as if whole).
+    (a complete transfer of the first half: a truncated file served as if whole); "stall"
+    (announces the body, sends half, then nothing until the server shuts down).
     """
 
     def __init__(self):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.routes = {}
         self.requests = []
+        self.stopping = threading.Event()
+
+    def shutdown(self):
+        self.stopping.set()  # releases stalled transfers, which server_close waits for
+        super().shutdown()
 
     @property
     def url(self):
@@ -29,7 +35,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_error(404, "Not Found")
             return
         body, mode = self.server.routes[self.path]
-        sent = body[: len(body) // 2] if mode in ("cut", "short") else body
+        sent = body[: len(body) // 2] if mode in ("cut", "short", "stall") else body
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(len(sent if mode == "short" else body)))
@@ -38,6 +44,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if mode == "cut":
             self.wfile.flush()
             self.connection.shutdown(socket.SHUT_RDWR)
+        if mode == "stall":
+            self.wfile.flush()
+            self.server.stopping.wait(60)
 
     def log_message(self, *args):
         pass

@@ -1,19 +1,22 @@
 """Download, verify, convert and cache published checkpoints.
 
-A checkpoint is downloaded with `keras.utils.get_file` into `$KERAS_HOME/keras_attn/`,
-verified (sha256 when the manifest has one, and always that the file is complete), converted,
-and the converted `.weights.h5` is cached so that the next load converts nothing. A file
-enters the cache only when everything before succeeded: a failed download, a wrong hash, a
-truncated file or a checkpoint that does not fit the network leaves nothing behind that a
-later call would trust.
+A checkpoint is downloaded into `$KERAS_HOME/keras_attn/`, verified (sha256 when the manifest
+has one, and always that the file is complete), converted, and the converted `.weights.h5` is
+cached so that the next load converts nothing. A file enters the cache only when everything
+before succeeded: a failed or stalled download, a wrong hash, a truncated file or a checkpoint
+that does not fit the network leaves nothing behind that a later call would trust. A cached
+file is verified again before it is used, and one that fails is deleted and fetched again.
 """
 
 import contextlib
 import dataclasses
 import hashlib
+import http.client
 import json
 import os
 import struct
+import time
+import urllib.request
 import uuid
 from collections.abc import Mapping
 
@@ -21,9 +24,13 @@ import keras
 
 from keras_attn.applications import specs
 from keras_attn.convert import timm as timm_convert
-from keras_attn.weights import checkpoint_url, resolve_tag, tag_info
+from keras_attn.weights import BASE_URL_VARIABLE, checkpoint_url, resolve_tag, tag_info
 
 CACHE_SUBDIR = "keras_attn"
+# Seconds a download may go without receiving a byte (or without connecting) before it fails.
+DOWNLOAD_TIMEOUT = 60.0
+# A partial download untouched for this long belongs to a process that died: it is removed.
+STALE_PART_SECONDS = 3600.0
 
 
 def cache_root():
@@ -50,8 +57,11 @@ def load_pretrained(model, spec, weights, include_top):
     tag = resolve_tag(spec.name, weights)
     converted = os.path.join(cache_dir(), _converted_file_name(spec, tag, include_top))
     if os.path.exists(converted):
-        model.load_weights(converted)
-        return model
+        try:
+            model.load_weights(converted)
+            return model
+        except (OSError, ValueError):
+            os.remove(converted)  # damaged on disk: convert again from the checkpoint
     with _verified_checkpoint(spec.name, tag) as checkpoint:
         source = f"The {spec.name} {tag!r} checkpoint from {checkpoint_url(spec.name, tag)}"
         try:
@@ -59,8 +69,10 @@ def load_pretrained(model, spec, weights, include_top):
             # an unreadable one is most likely a truncated or corrupted download.
             state = timm_convert.read_checkpoint(checkpoint)
         except ValueError as error:
+            os.remove(checkpoint)  # the next call downloads it again
             raise ValueError(
-                f"{source} cannot be read (a truncated or corrupted download?): {error}"
+                f"{source} cannot be read (a truncated or corrupted download?): {error}. "
+                f"{checkpoint!r} was deleted."
             ) from error
         try:
             timm_convert.load_timm_weights(model, state)
@@ -113,23 +125,26 @@ def _verified_checkpoint(name, tag):
     directory = cache_dir()
     extension = info["format"]
     final = os.path.join(directory, f"{name}.{tag}.{extension}")
+    url = checkpoint_url(name, tag)
     if os.path.exists(final):
-        if info["sha256"] is None or sha256_of(final) == info["sha256"]:
+        try:
+            _verify(final, info, url)
+        except ValueError:
+            os.remove(final)  # damaged, or no longer what the manifest names: not trusted
+        else:
             yield final
             return
-        os.remove(final)  # a cached file that no longer matches the manifest is not trusted
-    url = checkpoint_url(name, tag)
-    part_name = f"{name}.{tag}.part-{uuid.uuid4().hex}.{extension}"
-    part = os.path.join(directory, part_name)
+    _remove_stale_parts(directory, f"{name}.{tag}.part-")
+    part = os.path.join(directory, f"{name}.{tag}.part-{uuid.uuid4().hex}.{extension}")
     try:
         try:
-            keras.utils.get_file(
-                fname=part_name, origin=url, cache_dir=cache_root(), cache_subdir=CACHE_SUBDIR
-            )
-        except Exception as error:
+            download(url, part)
+        except OSError as error:
             raise OSError(
                 f"Downloading the {name} {tag!r} checkpoint from {url} failed: {error}. "
-                f"Nothing was kept in {directory}."
+                f"Nothing was kept in {directory}. Without network, download it elsewhere and "
+                f"save it as {final}, pass a local file (weights='model.safetensors'), or set "
+                f"{BASE_URL_VARIABLE} to a mirror."
             ) from error
         _verify(part, info, url)
         yield part
@@ -137,6 +152,42 @@ def _verified_checkpoint(name, tag):
     finally:
         if os.path.exists(part):
             os.remove(part)
+
+
+def download(url, path, timeout=None):
+    """Writes the body at `url` to `path`, with a progress bar.
+
+    Raises an `OSError` when the server cannot be reached, answers with an error, sends no byte
+    for `timeout` seconds (default `DOWNLOAD_TIMEOUT`) or closes the connection before the
+    length it announced.
+    """
+    timeout = DOWNLOAD_TIMEOUT if timeout is None else timeout
+    print(f"Downloading data from {url}", flush=True)  # as keras.utils.get_file
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(path, "wb") as file:
+            total = response.length
+            progress = keras.utils.Progbar(total, unit_name="B")
+            received = 0
+            while chunk := response.read(1 << 20):
+                file.write(chunk)
+                received += len(chunk)
+                progress.update(received)
+    except TimeoutError:
+        raise OSError(f"no data received for {timeout:g} s") from None
+    except http.client.HTTPException as error:  # a malformed or cut-off response
+        raise OSError(f"{type(error).__name__}: {error}") from error
+    if total is not None and received < total:
+        raise OSError(f"the connection closed after {received} of {total} bytes")
+
+
+def _remove_stale_parts(directory, prefix):
+    # A download killed outright (SIGKILL, a crash) leaves its part file; one still growing
+    # belongs to another process downloading now.
+    for entry in os.scandir(directory):
+        if entry.name.startswith(prefix) and (
+                time.time() - entry.stat().st_mtime > STALE_PART_SECONDS):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(entry.path)
 
 
 def _verify(path, info, url):

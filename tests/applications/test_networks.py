@@ -216,6 +216,12 @@ def test_bad_arguments_raise_a_named_value_error(kwargs, message):
 def test_cardinality_that_does_not_divide_the_width_is_named():
     with pytest.raises(ValueError, match=re.escape("`cardinality`=4 does not divide the 2 input")):
         get_model("senet154", **GROUPED)
+    # 8 planes of base width 4 leave 8 * 4 // 64 = 0 channels per group: named, not Keras'
+    # "filters=0" from deep inside the builder.
+    with pytest.raises(ValueError, match=re.escape(
+            "stage1_block1's grouped 3x3 convolution gets no channels: planes=8 * base_width=4 "
+            "// 64 is 0 channels per group")):
+        get_model("skresnext50_32x4d", widths=(8, 16, 32, 64), depths=(1, 1, 1, 1))
 
 
 def test_cifar_stem_takes_32x32_but_not_less():

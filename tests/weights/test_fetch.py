@@ -11,6 +11,7 @@ from safetensors.numpy import load_file
 from keras_attn import weights as published
 from keras_attn.applications import get_model
 from keras_attn.convert import timm as timm_convert
+from keras_attn.weights import fetch
 
 from tests.conftest import FIXTURES
 
@@ -80,8 +81,13 @@ def _serve_wrong_hash(server, monkeypatch):
             {ROUTE: (_fixture_bytes("resnet50d_narrow"), "ok")}), ValueError,
          r"The resnest50d 'in1k' checkpoint from http://127.* does not fit the network "
          r"'resnest50d': The checkpoint has no tensor 'layer1\.0\.conv2\.conv\.weight'"),
+        (lambda server, patch: (server.routes.update({ROUTE: (_fixture_bytes(), "stall")}),
+                                patch.setattr(fetch, "DOWNLOAD_TIMEOUT", 0.5)), OSError,
+         r"Downloading the resnest50d 'in1k' checkpoint from http://127.* failed: no data "
+         r"received for 0\.5 s"),
     ],
-    ids=["404", "closed_mid_transfer", "truncated_file", "wrong_hash", "other_architecture"],
+    ids=["404", "closed_mid_transfer", "truncated_file", "wrong_hash", "other_architecture",
+         "stalled_server"],
 )
 def test_failure_says_what_and_where_and_leaves_nothing_cached(
     checkpoint_server, cache_files, monkeypatch, setup, error, message
@@ -96,6 +102,56 @@ def test_failure_says_what_and_where_and_leaves_nothing_cached(
     _build()
     assert checkpoint_server.requests == [ROUTE, ROUTE]
     assert "resnest50d.in1k.safetensors" in cache_files()
+
+
+def test_offline_error_says_where_to_put_the_file(cache_files):
+    # The autouse environment points downloads at 127.0.0.1:9, where nothing listens.
+    with pytest.raises(OSError) as raised:
+        _build()
+    message = str(raised.value)
+    final = os.path.join(fetch.cache_dir(), "resnest50d.in1k.safetensors")
+    assert f"Without network, download it elsewhere and save it as {final}" in message
+    assert "KERAS_ATTN_WEIGHTS_URL to a mirror" in message
+    assert cache_files() == []
+
+
+def test_damaged_cache_files_are_replaced_not_trusted(checkpoint_server, cache_files):
+    checkpoint = _fixture_bytes()
+    checkpoint_server.routes[ROUTE] = (checkpoint, "ok")
+    data = np.load(f"{FIXTURE}.npz")
+    _build()
+    converted, raw = cache_files()
+    folder = os.path.join(fetch.cache_dir())
+    # A converted file cut short on disk: converted again from the cached checkpoint.
+    with open(os.path.join(folder, converted), "r+b") as file:
+        file.truncate(4096)
+    np.testing.assert_allclose(_timm_logits(_build(), data["input_nhwc"]), data["logits"],
+                               atol=1e-4)
+    assert checkpoint_server.requests == [ROUTE]
+    # A cut-short checkpoint with no sha256 in the manifest: failing the completeness check,
+    # it is deleted and downloaded again.
+    os.remove(os.path.join(folder, converted))
+    with open(os.path.join(folder, raw), "wb") as file:
+        file.write(checkpoint[:100_000])
+    np.testing.assert_allclose(_timm_logits(_build(), data["input_nhwc"]), data["logits"],
+                               atol=1e-4)
+    assert checkpoint_server.requests == [ROUTE, ROUTE]
+    assert cache_files() == [converted, raw]
+
+
+def test_part_files_of_dead_downloads_are_removed(checkpoint_server, cache_files):
+    checkpoint_server.routes[ROUTE] = (_fixture_bytes(), "ok")
+    folder = fetch.cache_dir()
+    dead = os.path.join(folder, "resnest50d.in1k.part-0123.safetensors")
+    growing = os.path.join(folder, "resnest50d.in1k.part-4567.safetensors")
+    for path in (dead, growing):
+        with open(path, "wb") as file:
+            file.write(b"partial")
+    old = os.stat(dead).st_mtime - 2 * fetch.STALE_PART_SECONDS
+    os.utime(dead, (old, old))
+    _build()
+    assert os.path.basename(growing) in cache_files()  # another process may be writing it
+    assert os.path.basename(dead) not in cache_files()
 
 
 def test_published_weights_arguments_are_checked_before_building():
