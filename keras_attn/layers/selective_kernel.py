@@ -158,7 +158,7 @@ class SelectiveKernel(keras.layers.Layer):
         else:
             slices = [inputs] * self.num_paths
         return [
-            self.activation(bn(geometry.apply(conv, x), training=training))
+            common.conv_bn_activation(conv, bn, self.activation, geometry, x, training)
             for x, geometry, conv, bn in zip(
                 slices, self._geometries, self.path_convs, self.path_bns
             )

@@ -139,8 +139,8 @@ class SplitAttention(keras.layers.Layer):
 
     def _features(self, inputs, training=None):
         """The convolution's activated output: the `radix` splits side by side, radix-major."""
-        x = self._geometry.apply(self.conv, inputs)
-        return self.activation(self.bn0(x, training=training))
+        return common.conv_bn_activation(self.conv, self.bn0, self.activation, self._geometry,
+                                         inputs, training)
 
     def _attention(self, features, training=None):
         # The mean of the splits' sum is the sum of their means: pooling the convolution's
