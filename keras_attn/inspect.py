@@ -19,7 +19,7 @@ Example:
 
 import dataclasses
 import os
-import tempfile
+import uuid
 
 import keras
 import numpy as np
@@ -383,8 +383,8 @@ def _finish(figure, path):
         path = os.fspath(path)
         directory = os.path.dirname(os.path.abspath(path))
         # Saved beside and renamed: an interrupted save never leaves half a PNG at `path`.
-        handle, part = tempfile.mkstemp(suffix=".png", dir=directory)
-        os.close(handle)
+        # (Not mkstemp, whose 0600 file would keep that mode: the PNG gets the umask's.)
+        part = os.path.join(directory, f".{os.path.basename(path)}.part-{uuid.uuid4().hex}.png")
         try:
             figure.savefig(part, dpi=120)
             os.replace(part, path)

@@ -185,6 +185,9 @@ def test_plots_are_saved_as_png(models, images, tmp_path):
     profile = inspect.excitation_profile(models["se"], images, labels)
     figure = inspect.plot_excitation(profile, max_panels=4, path=tmp_path / "excitation.png")
     assert _png_written(tmp_path / "excitation.png")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(tmp_path / "excitation.png").st_mode & 0o777 == 0o666 & ~umask
     assert [axis.get_title() for axis in figure.axes] == [
         "stage1_block1_se", "stage2_block1_se", "stage3_block1_se", "stage4_block1_se"]
     assert len(figure.axes[0].lines) == 3  # one line per class
