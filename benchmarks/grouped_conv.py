@@ -17,6 +17,7 @@ for the input and the kernel) of:
 Prints a markdown table of milliseconds.
 """
 
+import argparse
 import os
 import statistics
 
@@ -84,7 +85,12 @@ def _timings(formulation, x, kernel):
     return _median_ms(forward, x, kernel), _median_ms(train, x, kernel)
 
 
-def main():
+def main(argv=None):
+    # No options: parsing gives --help and refuses stray arguments instead of ignoring them.
+    argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="Set TF_ENABLE_ONEDNN_OPTS=0 to time TensorFlow's portable kernels.",
+    ).parse_args(argv)
     lines = ["| input (batch 8) | output | groups | dilation | formulation | forward ms "
              "| forward + backward ms |", "|---|---:|---:|---:|---|---:|---:|"]
     for size, channels, filters, groups, dilation in SHAPES:

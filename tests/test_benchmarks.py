@@ -51,6 +51,7 @@ def test_check_passes_registered_names_and_positive_counts():
     ("throughput", ["--implementations", "auto,packed"],
      "error: --implementations: unknown implementation 'packed'; expected one of auto, native, "
      "split"),
+    ("grouped_conv", ["--shapes", "56"], "error: unrecognized arguments: --shapes 56"),
 ])
 def test_benchmark_rejects_bad_input_before_building(script, argv, message):
     result = subprocess.run(
