@@ -246,11 +246,16 @@ def _normalize(images, mean, std):
     return (tf.cast(images, tf.float32) - mean) * scale
 
 
-def _random_resized_crop(image, size, min_crop, flip):
-    """Inception's crop: a random box of 8%-100% (here `min_crop`) of the area, aspect 3/4-4/3."""
-    begin, extent, _ = tf.image.sample_distorted_bounding_box(
+def _random_resized_crop(image, size, min_crop, flip, seed):
+    """Inception's crop: a random box of 8%-100% (here `min_crop`) of the area, aspect 3/4-4/3.
+
+    Stateless, drawn from `seed` (a pair of integers): the same seed gives the same crop
+    whichever thread of a parallel map computes it."""
+    box_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    begin, extent, _ = tf.image.stateless_sample_distorted_bounding_box(
         tf.shape(image),
         bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
+        seed=box_seed,
         min_object_covered=0.0,
         aspect_ratio_range=(3 / 4, 4 / 3),
         area_range=(min_crop, 1.0),
@@ -261,17 +266,27 @@ def _random_resized_crop(image, size, min_crop, flip):
     crop.set_shape((None, None, 3))  # tf.slice forgets the channels
     crop = tf.image.resize(tf.cast(crop, tf.float32), (size, size), method="bilinear",
                            antialias=True)
-    return tf.image.random_flip_left_right(crop) if flip else crop
+    return tf.image.stateless_random_flip_left_right(crop, flip_seed) if flip else crop
 
 
 def train_dataset(split, data, *, size, mean, std, global_batch, seed, epoch, randaugment=0,
                   randaugment_factor=0.5, mixup=0.0, cutmix=0.0, skip_batches=0):
-    """One epoch of training batches: the order is fixed by `seed` and `epoch`, so a resumed
-    epoch skips exactly the batches it had done (`skip_batches`)."""
-    dataset = split.dataset.shuffle(min(split.size, 20_000), seed=seed * 1_000_003 + epoch,
+    """One epoch of training batches: the order, the crops and flips, and MixUp / CutMix are
+    fixed by `seed` and `epoch`, so a resumed epoch skips exactly the batches it had done
+    (`skip_batches`) and goes on with the ones an uninterrupted run would have seen. RandAugment
+    is the exception: Keras' layer draws from one generator across the parallel map, so its
+    choices vary from run to run."""
+    epoch_seed = seed * 1_000_003 + epoch
+    dataset = split.dataset.shuffle(min(split.size, 20_000), seed=epoch_seed,
                                     reshuffle_each_iteration=False)
-    dataset = dataset.map(
-        lambda image, label: (_random_resized_crop(image, size, data.min_crop, data.flip), label),
+    # Each image's crop is drawn from (epoch, its place in the epoch): the same in every run
+    # with this seed, and in a resumed epoch as in an uninterrupted one.
+    dataset = dataset.enumerate().map(
+        lambda index, example: (
+            _random_resized_crop(example[0], size, data.min_crop, data.flip,
+                                 tf.stack([tf.constant(epoch_seed, tf.int64), index])),
+            example[1],
+        ),
         num_parallel_calls=AUTOTUNE,
     )
     if randaugment:
@@ -286,7 +301,9 @@ def train_dataset(split, data, *, size, mean, std, global_batch, seed, epoch, ra
         num_parallel_calls=AUTOTUNE,
     )
     if mixup or cutmix:
-        dataset = dataset.map(_mixer(mixup, cutmix, seed + epoch), num_parallel_calls=AUTOTUNE)
+        # In order: the mixers draw from Keras' seeded generators, whose draws a parallel map
+        # would hand to the batches in whatever order its threads run (a batch is cheap to mix).
+        dataset = dataset.map(_mixer(mixup, cutmix, seed + epoch))
     dataset = dataset.map(lambda images, labels: (_normalize(images, mean, std), labels),
                           num_parallel_calls=AUTOTUNE)
     return dataset.skip(skip_batches).prefetch(AUTOTUNE)
