@@ -139,7 +139,7 @@ def _verified_checkpoint(name, tag):
     try:
         try:
             download(url, part)
-        except OSError as error:
+        except (OSError, ValueError) as error:  # ValueError: a URL urllib cannot open
             raise OSError(
                 f"Downloading the {name} {tag!r} checkpoint from {url} failed: {error}. "
                 f"Nothing was kept in {directory}. Without network, download it elsewhere and "

@@ -115,6 +115,15 @@ def test_offline_error_says_where_to_put_the_file(cache_files):
     assert cache_files() == []
 
 
+def test_a_mirror_without_a_scheme_is_named(monkeypatch, cache_files):
+    monkeypatch.setenv(published.BASE_URL_VARIABLE, "mirror.local")
+    with pytest.raises(OSError, match=re.escape(
+            "Downloading the resnest50d 'in1k' checkpoint from mirror.local/timm/resnest50d.in1k"
+            "/resolve/main/model.safetensors failed: unknown url type")):
+        _build()
+    assert cache_files() == []
+
+
 def test_damaged_cache_files_are_replaced_not_trusted(checkpoint_server, cache_files):
     checkpoint = _fixture_bytes()
     checkpoint_server.routes[ROUTE] = (checkpoint, "ok")
