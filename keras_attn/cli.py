@@ -1,7 +1,7 @@
 """`keras-attn`: the command line.
 
     keras-attn models [PATTERN] [--params] [--markdown]
-    keras-attn convert --timm-name NAME --checkpoint FILE --output OUT.weights.h5
+    keras-attn convert --timm-name NAME --checkpoint FILE --output OUT.weights.h5 [--use-ema]
     keras-attn predict --model NAME [--weights imagenet|TAG|FILE] IMAGE...
     keras-attn export --model NAME --format saved_model|tflite --output PATH [...]
     keras-attn train --model NAME (--dataset digits | --data_dir DIR) --model_dir DIR [...]

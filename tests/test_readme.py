@@ -113,6 +113,17 @@ def test_readme_train_commands_parse_with_the_programs_flags():
         assert values["model"].present and values["model_dir"].present
 
 
+def test_readme_convert_commands_parse_with_the_command_line():
+    from keras_attn import cli
+
+    commands = [shlex.split(line) for block in _code_blocks("bash")
+                for line in block.splitlines() if line.startswith("keras-attn convert ")]
+    assert len(commands) == 2  # a .safetensors, a timm training checkpoint with --use-ema
+    parsed = [cli.build_parser().parse_args(command[1:]) for command in commands]
+    assert [args.use_ema for args in parsed] == [False, True]
+    assert parsed[1].checkpoint.endswith("model_best.pth.tar")
+
+
 def test_readme_export_tables_are_generated_by_the_benchmark():
     readme = _read("README.md")
     families = re.search(r"<!-- export:begin.*?-->\n(.*?)<!-- export:end -->", readme, re.S)
