@@ -72,6 +72,7 @@ def saved_model(model, base_dir, version=None, *, weights="imagenet", model_name
 
     Raises:
         FileExistsError: `version` exists already.
+        ValueError: `base_dir` (or a parent) is a file.
         ExportVerificationError: the reloaded SavedModel differs by more than the limits.
 
     Example:
@@ -82,6 +83,7 @@ def saved_model(model, base_dir, version=None, *, weights="imagenet", model_name
     config = serving.serving_config(model, weights, labels, model_name)
     _check_top_k(top_k)
     base_dir = os.fspath(base_dir)
+    check_base_dir(base_dir)
     version = next_version(base_dir) if version is None else _check_version(version)
     final = os.path.join(base_dir, str(version))
     if os.path.exists(final):
@@ -110,6 +112,15 @@ def saved_model(model, base_dir, version=None, *, weights="imagenet", model_name
         if not exported:
             _remove_if_empty(created)
     return report
+
+
+def check_base_dir(base_dir, name="`base_dir`"):
+    """Raises a `ValueError` naming `name` unless `base_dir` is a folder or can be made one
+    (neither it nor a parent is a file), before any export work is done."""
+    missing = _missing_folders(base_dir)
+    existing = os.path.dirname(missing[-1]) if missing else os.path.abspath(base_dir)
+    if not os.path.isdir(existing):
+        raise ValueError(f"{name}={base_dir!r} cannot be a folder: {existing!r} is a file.")
 
 
 def _missing_folders(path):

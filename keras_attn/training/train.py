@@ -91,18 +91,10 @@ def _check_flags(config):
         if not allowed(config[name]):  # NaN is allowed by none
             raise ValueError(f"--{name} must be {expected}; received {config[name]!r}.")
     if config["export_dir"]:
-        _check_export_dir(config["export_dir"])
+        # Checked before training, not when the export runs after the last epoch.
+        from keras_attn.export.saved_model_export import check_base_dir
 
-
-def _check_export_dir(export_dir):
-    # Checked before training, not when the export runs after the last epoch.
-    existing = os.path.abspath(export_dir)
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise ValueError(
-            f"--export_dir={export_dir!r} cannot be a folder: {existing!r} is a file."
-        )
+        check_base_dir(config["export_dir"], name="--export_dir")
 
 
 def _run(config, strategy_override):

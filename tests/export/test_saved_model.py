@@ -1,6 +1,7 @@
 """SavedModel export: TF Serving's layout, both signatures, atomic versions, verified."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -187,6 +188,16 @@ def test_bad_arguments_are_named(exported, tmp_path, argument, message):
     with pytest.raises(ValueError, match=message):
         export.saved_model(exported[0], tmp_path / "serving", **argument)
     assert not os.path.exists(tmp_path / "serving") or os.listdir(tmp_path / "serving") == []
+
+
+def test_a_base_dir_that_is_or_lies_under_a_file_is_refused_first(exported, tmp_path):
+    blocker = tmp_path / "serving"
+    blocker.write_text("not a folder")
+    for base_dir in (blocker, blocker / "resnet"):
+        with pytest.raises(ValueError, match=re.escape(
+                f"`base_dir`={str(base_dir)!r} cannot be a folder: {str(blocker)!r} is a file.")):
+            export.saved_model(exported[0], base_dir)
+    assert blocker.read_text() == "not a folder" and os.listdir(tmp_path) == ["serving"]
 
 
 def test_a_model_without_a_classifier_or_fixed_size_is_refused(tmp_path):
