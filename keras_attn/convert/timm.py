@@ -75,20 +75,8 @@ def read_checkpoint(checkpoint, use_ema=False):
             )
         if not os.path.isfile(path):
             raise FileNotFoundError(f"Checkpoint file not found: {path!r}.")
-        if path.endswith(TORCH_SUFFIXES):
-            return _model_weights(_read_torch_checkpoint(path), use_ema, repr(path))
-        try:
-            from safetensors.numpy import load_file
-        except ImportError:
-            raise ImportError(
-                "Reading .safetensors checkpoints needs the `safetensors` package: "
-                'pip install "keras-attn[convert]".'
-            ) from None
-        try:
-            state = load_file(path)
-        except Exception as error:
-            raise ValueError(f"{path!r} is not a readable safetensors file: {error}") from error
-        return _model_weights(state, use_ema, repr(path))
+        read = _read_torch_checkpoint if path.endswith(TORCH_SUFFIXES) else _read_safetensors
+        return _model_weights(read(path), use_ema, repr(path))
     if not hasattr(checkpoint, "items"):
         raise ValueError(
             "`checkpoint` must be a `.safetensors` path or a dict of arrays; received "
@@ -140,6 +128,20 @@ def _as_numpy(value):
             value = value.float()
         return value.numpy()
     return np.asarray(value)
+
+
+def _read_safetensors(path):
+    try:
+        from safetensors.numpy import load_file
+    except ImportError:
+        raise ImportError(
+            "Reading .safetensors checkpoints needs the `safetensors` package: "
+            'pip install "keras-attn[convert]".'
+        ) from None
+    try:
+        return load_file(path)
+    except Exception as error:
+        raise ValueError(f"{path!r} is not a readable safetensors file: {error}") from error
 
 
 def _read_torch_checkpoint(path):
