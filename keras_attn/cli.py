@@ -259,15 +259,36 @@ def terminate_as_exit():
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be installed from the main thread
         return
+    received = []
+    resends = []
 
     def exit_on_signal(signum, frame):
+        received.append(signum)
         raise SystemExit(128 + signum)
 
-    previous = signal.signal(signal.SIGTERM, exit_on_signal)
+    def resend_if_dropped(unraisable):
+        # TensorFlow frees its functions and tensors in `__del__`. A signal handled while one
+        # runs raises there, and Python prints that exception and drops it: send the signal
+        # again a moment later, from outside the destructor, so that it ends the program.
+        if received and isinstance(unraisable.exc_value, SystemExit):
+            resend = threading.Timer(0.01, os.kill, (os.getpid(), received[-1]))
+            resend.daemon = True
+            resends.append(resend)
+            resend.start()
+        else:
+            previous_hook(unraisable)
+
+    previous_handler = signal.signal(signal.SIGTERM, exit_on_signal)
+    previous_hook, sys.unraisablehook = sys.unraisablehook, resend_if_dropped
     try:
         yield
+        if received:  # the signal's exit was caught and dropped on the way out: exit anyway
+            raise SystemExit(128 + received[-1])
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for resend in resends:
+            resend.cancel()
+        sys.unraisablehook = previous_hook
+        signal.signal(signal.SIGTERM, previous_handler)
 
 
 def main(argv=None):

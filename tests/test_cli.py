@@ -250,6 +250,40 @@ def test_a_missing_weights_file_is_named_as_a_file(capsys, tmp_path):
     assert "`weights` file not found: 'missing.weights.h5'" in capsys.readouterr().err
 
 
+def test_sigterm_handled_inside_a_destructor_still_ends_the_program(capsys):
+    # TensorFlow frees functions in `__del__`; Python drops what a destructor raises, so the
+    # SIGTERM handled there once let an export run to the end and exit 0 (CI, 62d52b0).
+    class SignalsItselfWhenFreed:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # the handler runs here, inside the destructor
+                pass
+
+    previous_hook = sys.unraisablehook
+    with pytest.raises(SystemExit) as raised:
+        with cli.terminate_as_exit():
+            SignalsItselfWhenFreed()
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:  # work that the resent signal interrupts
+                pass
+    assert raised.value.code == 128 + signal.SIGTERM
+    assert time.monotonic() < deadline
+    assert sys.unraisablehook is previous_hook
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert "Exception ignored" not in capsys.readouterr().err
+
+
+def test_sigterm_whose_exit_was_caught_still_sets_the_exit_status():
+    with pytest.raises(SystemExit) as raised:
+        with cli.terminate_as_exit():
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+            except BaseException:  # a library's broad handler that carries on
+                pass
+    assert raised.value.code == 128 + signal.SIGTERM
+
+
 def test_sigterm_mid_export_leaves_nothing_behind(tmp_path):
     serving = tmp_path / "serving"
     command = [sys.executable, "-m", "keras_attn.cli", "export", "--model", "seresnet20_cifar",
