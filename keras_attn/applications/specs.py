@@ -7,6 +7,7 @@ table. Names are timm's, so the registry, the converter and users speak one lang
 
 import dataclasses
 import difflib
+import numbers
 import types
 from collections.abc import Mapping
 
@@ -95,11 +96,16 @@ def _int_tuple(value, field):
         items = tuple(value)
     except TypeError:
         items = None
-    if not items or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in items):
+    if not items or not all(_is_integer(v) and v >= 1 for v in items):
         raise ValueError(
             f"`{field}` must be a non-empty sequence of positive integers; received {value!r}."
         )
-    return items
+    return tuple(int(v) for v in items)
+
+
+def _is_integer(value):
+    """A Python or NumPy integer; bools are not (rows built from arrays or configs hold NumPy's)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _check_choice(field, value, choices):
@@ -107,9 +113,12 @@ def _check_choice(field, value, choices):
         raise ValueError(f"`{field}` must be one of {choices}; received {field}={value!r}.")
 
 
-def _check_int(field, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+def _set_int(row, field, minimum=1):
+    """Stores `row.field` as a Python int; raises unless it is an integer >= `minimum`."""
+    value = getattr(row, field)
+    if not _is_integer(value) or value < minimum:
         raise ValueError(f"`{field}` must be an integer >= {minimum}; received {field}={value!r}.")
+    object.__setattr__(row, field, int(value))  # noqa: PLC2801 (frozen dataclass)
 
 
 class _Row:
@@ -218,9 +227,9 @@ class NetworkSpec(_Row):
         _check_choice("shortcut", self.shortcut, SHORTCUTS)
         _check_choice("conv", self.conv, CONVS)
         self._check_gate()
-        for field in ("stem_width", "cardinality", "base_width", "reduce_first", "default_size"):
-            _check_int(field, getattr(self, field))
-        _check_int("shortcut_kernel", self.shortcut_kernel)
+        for field in ("stem_width", "cardinality", "base_width", "reduce_first", "default_size",
+                      "shortcut_kernel"):
+            _set_int(self, field)
         if self.shortcut_kernel % 2 == 0:
             raise ValueError(
                 f"`shortcut_kernel` must be odd; received shortcut_kernel={self.shortcut_kernel}."
@@ -295,8 +304,8 @@ class InceptionSpec(_Row):
     def __post_init__(self):
         object.__setattr__(self, "gate_args", _frozen_mapping(self.gate_args, "gate_args"))
         _check_choice("architecture", self.architecture, INCEPTION_ARCHITECTURES)
-        _check_int("default_size", self.default_size)
-        _check_int("min_input_size", self.min_input_size)
+        _set_int(self, "default_size")
+        _set_int(self, "min_input_size")
         self._check_gate()
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from keras_attn.export import serving
 from keras_attn.export.verify import size_on_disk, verification_images, verified_report
-from keras_attn.layers import grouped_conv
+from keras_attn.layers import common, grouped_conv
 
 # Run in a fresh interpreter that imports TensorFlow only: what TF Serving has.
 _RELOAD = """
@@ -81,7 +81,7 @@ def saved_model(model, base_dir, version=None, *, weights="imagenet", model_name
     >>> print(keras_attn.export.saved_model(model, "serving/resnest50"))  # serving/resnest50/1
     """
     config = serving.serving_config(model, weights, labels, model_name)
-    _check_top_k(top_k)
+    top_k = _check_top_k(top_k)
     base_dir = os.fspath(base_dir)
     check_base_dir(base_dir)
     version = next_version(base_dir) if version is None else _check_version(version)
@@ -143,8 +143,9 @@ def _remove_if_empty(folders):
 
 
 def _check_top_k(top_k):
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+    if not common.is_integer(top_k) or top_k < 1:
         raise ValueError(f"`top_k` must be a positive integer; received top_k={top_k!r}.")
+    return int(top_k)
 
 
 def next_version(base_dir):
@@ -157,12 +158,12 @@ def next_version(base_dir):
 
 
 def _check_version(version):
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+    if not common.is_integer(version) or version < 1:
         raise ValueError(
             f"`version` must be a positive integer (TF Serving's version folders); received "
             f"version={version!r}."
         )
-    return version
+    return int(version)
 
 
 def _reload_and_run(path, images, portable=True):

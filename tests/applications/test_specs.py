@@ -2,6 +2,7 @@
 
 import re
 
+import numpy as np
 import pytest
 
 from keras_attn.applications import list_models, specs
@@ -53,6 +54,20 @@ def test_rows_are_frozen_and_replace_merges_slot_arguments():
     assert narrow.widths == (8, 16, 32, 64)
     assert dict(narrow.conv_args) == {"radix": 2, "rd_ratio": 0.5}
     assert spec.widths == (64, 128, 256, 512)
+
+
+def test_rows_take_numpy_integers_and_hold_python_ints():
+    # Rows built from arrays or parsed configs carry NumPy integers; configs must stay JSON.
+    spec = specs.get_spec("seresnext26d_32x4d")
+    numpy_row = spec.replace(depths=np.array([2, 2, 2, 2]), cardinality=np.int64(32),
+                             default_size=np.int32(224))
+    assert numpy_row == spec
+    assert {type(value) for value in (*numpy_row.depths, numpy_row.cardinality,
+                                      numpy_row.default_size)} == {int}
+    with pytest.raises(ValueError, match=re.escape("cardinality=True")):
+        spec.replace(cardinality=True)
+    with pytest.raises(ValueError, match="depths"):
+        spec.replace(depths=np.array([2.0, 2.0, 2.0, 2.0]))
 
 
 def test_total_stride():

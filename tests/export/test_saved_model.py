@@ -50,7 +50,7 @@ def exported(tmp_path_factory):
     model = small_model("SE-ResNeXt")
     base = tmp_path_factory.mktemp("serving") / "seresnext"
     labels = [f"digit {i}" for i in range(10)]
-    export.saved_model(model, base, labels=labels, top_k=3)
+    export.saved_model(model, base, labels=labels, top_k=np.int64(3))  # NumPy's ints are ints
     return model, base, labels, tf.saved_model.load(str(base / "1"))
 
 
@@ -107,7 +107,7 @@ def test_an_interrupted_export_leaves_no_version_and_the_next_one_follows(export
                                                                          monkeypatch):
     model = exported[0]
     base = tmp_path / "serving"
-    export.saved_model(model, base, version=3)
+    export.saved_model(model, base, version=np.int64(3))
 
     def write_half_then_fail(model, path, functions):
         os.makedirs(os.path.join(path, "variables"))
