@@ -262,19 +262,27 @@ def terminate_as_exit():
     received = []
     resends = []
 
+    def resend_soon(signum):
+        resend = threading.Timer(0.01, os.kill, (os.getpid(), signum))
+        resend.daemon = True
+        resends.append(resend)
+        resend.start()
+
     def exit_on_signal(signum, frame):
         received.append(signum)
+        if _in_destructor(frame):
+            # TensorFlow frees its functions and graphs in `__del__`. Python drops what a
+            # destructor raises (and some of TensorFlow's catch everything): send the signal
+            # again a moment later, so that it ends the program from outside the destructor.
+            resend_soon(signum)
+            return
         raise SystemExit(128 + signum)
 
     def resend_if_dropped(unraisable):
-        # TensorFlow frees its functions and tensors in `__del__`. A signal handled while one
-        # runs raises there, and Python prints that exception and drops it: send the signal
-        # again a moment later, from outside the destructor, so that it ends the program.
+        # The same for the other places whose exceptions Python drops: weakref callbacks,
+        # the garbage collector's callbacks.
         if received and isinstance(unraisable.exc_value, SystemExit):
-            resend = threading.Timer(0.01, os.kill, (os.getpid(), received[-1]))
-            resend.daemon = True
-            resends.append(resend)
-            resend.start()
+            resend_soon(received[-1])
         else:
             previous_hook(unraisable)
 
@@ -289,6 +297,14 @@ def terminate_as_exit():
             resend.cancel()
         sys.unraisablehook = previous_hook
         signal.signal(signal.SIGTERM, previous_handler)
+
+
+def _in_destructor(frame):
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
 
 
 def main(argv=None):

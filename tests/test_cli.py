@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import weakref
 
 import numpy as np
 import pytest
@@ -250,19 +251,47 @@ def test_a_missing_weights_file_is_named_as_a_file(capsys, tmp_path):
     assert "`weights` file not found: 'missing.weights.h5'" in capsys.readouterr().err
 
 
-def test_sigterm_handled_inside_a_destructor_still_ends_the_program(capsys):
-    # TensorFlow frees functions in `__del__`; Python drops what a destructor raises, so the
-    # SIGTERM handled there once let an export run to the end and exit 0 (CI, 62d52b0).
-    class SignalsItselfWhenFreed:
-        def __del__(self):
-            os.kill(os.getpid(), signal.SIGTERM)
-            for _ in range(1000):  # the handler runs here, inside the destructor
-                pass
+def _signal_self_then_work():
+    os.kill(os.getpid(), signal.SIGTERM)
+    for _ in range(1000):  # the handler runs here
+        pass
 
+
+class _SignalsWhenFreed:
+    def __del__(self):
+        _signal_self_then_work()
+
+
+class _SignalsWhenFreedAndCatchesAll:
+    def __del__(self):  # as TensorFlow's ConcreteFunctionGarbageCollector does
+        try:
+            _signal_self_then_work()
+        except:  # noqa: E722
+            pass
+
+
+class _Referent:
+    pass
+
+
+def _freed_with_a_signalling_weakref_callback():
+    referent = _Referent()
+    weakref.finalize(referent, _signal_self_then_work)
+    return referent
+
+
+@pytest.mark.parametrize("make_garbage", [
+    _SignalsWhenFreed, _SignalsWhenFreedAndCatchesAll, _freed_with_a_signalling_weakref_callback,
+], ids=["destructor", "destructor_catching_all", "weakref_callback"])
+def test_sigterm_handled_where_python_drops_exceptions_still_ends_the_program(make_garbage,
+                                                                             capsys):
+    # TensorFlow frees functions in `__del__`, where Python drops what is raised: a SIGTERM
+    # handled there once let an export run to the end and exit 0 (the project's CI, 62d52b0).
     previous_hook = sys.unraisablehook
     with pytest.raises(SystemExit) as raised:
         with cli.terminate_as_exit():
-            SignalsItselfWhenFreed()
+            garbage = make_garbage()
+            del garbage
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline:  # work that the resent signal interrupts
                 pass
@@ -289,14 +318,18 @@ def test_sigterm_mid_export_leaves_nothing_behind(tmp_path):
     command = [sys.executable, "-m", "keras_attn.cli", "export", "--model", "seresnet20_cifar",
                "--weights", "none", "--format", "saved_model", "--output", str(serving)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    # The export is written under a hidden .incomplete-* folder, then verified in a fresh
-    # process before it is renamed: terminate it while that folder exists.
-    deadline = time.monotonic() + 240
-    while not (serving.exists() and os.listdir(serving)):
-        assert process.poll() is None, process.communicate()[1].decode()[-2000:]
-        assert time.monotonic() < deadline, "the export never started writing"
-        time.sleep(0.05)
-    assert os.listdir(serving)[0].startswith(".incomplete-")
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=120) == 128 + signal.SIGTERM
+    try:
+        # The export is written under a hidden .incomplete-* folder, then verified in a fresh
+        # process before it is renamed: terminate it while that folder exists.
+        deadline = time.monotonic() + 240
+        while not (serving.exists() and os.listdir(serving)):
+            assert process.poll() is None, process.communicate()[1].decode()[-2000:]
+            assert time.monotonic() < deadline, "the export never started writing"
+            time.sleep(0.05)
+        assert os.listdir(serving)[0].startswith(".incomplete-")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=120) == 128 + signal.SIGTERM
+    finally:
+        if process.poll() is None:  # a failed check leaves no TensorFlow process running
+            process.kill()
     assert not serving.exists()  # the base folder the export made is gone with its contents
