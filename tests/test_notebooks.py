@@ -56,7 +56,9 @@ def test_notebook_runs_in_quick_mode(path, tmp_path, monkeypatch, capsys, kernel
     notebook = nbformat.read(path, as_version=4)
     start = time.perf_counter()
     # Raises CellExecutionError, with the cell and its traceback, when any cell fails.
-    NotebookClient(notebook, kernel_name="keras-attn-tests", timeout=900,
+    # startup_timeout: a kernel importing TensorFlow beside the other test worker can take
+    # longer than nbclient's default minute to answer.
+    NotebookClient(notebook, kernel_name="keras-attn-tests", timeout=900, startup_timeout=300,
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
     with capsys.disabled():
         print(f"\n{path.name}: executed in quick mode in {time.perf_counter() - start:.0f} s")

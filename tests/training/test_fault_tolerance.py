@@ -28,38 +28,40 @@ def _train_command(model_dir, *args):
             *args]
 
 
+# The training program, killed by SIGKILL right after its backup at step 6 of the second epoch:
+# at a known point, whatever the machine's load.
+KILLED_AFTER_A_BACKUP = """
+import os
+import signal
+import sys
+from keras_attn import cli
+from keras_attn.training import callbacks
+save = callbacks.TrainingBackup.save
+def save_then_die(self, epoch, step, history, best):
+    save(self, epoch, step, history, best)
+    if (epoch, step) == (1, 6):
+        os.kill(os.getpid(), signal.SIGKILL)
+callbacks.TrainingBackup.save = save_then_die
+sys.exit(cli.main(["train", *sys.argv[1:]]))
+"""
+
+
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_rerun_resumes_and_logs_each_epoch_once(tmp_path):
     model_dir = tmp_path / "run"
     command = _train_command(model_dir, "--epochs=3", "--steps_per_epoch=12", "--backup_steps=3")
-    pointer = model_dir / "backup" / "latest"
-    process = subprocess.Popen(command, env=_environment(), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 240
-        while time.time() < deadline and process.poll() is None:
-            # Kill once a backup in the middle of the second epoch is current.
-            if pointer.exists() and pointer.read_text().startswith("state-00001-"):
-                step = int(pointer.read_text().split("-")[2])
-                if step > 0:
-                    process.send_signal(signal.SIGKILL)
-                    break
-            time.sleep(0.02)
-        process.wait(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
-    _, epoch, step, _ = pointer.read_text().split("-")
-    assert int(epoch) == 1 and int(step) > 0
+    killed = subprocess.run([sys.executable, "-c", KILLED_AFTER_A_BACKUP, *command[3:]],
+                            env=_environment(), capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert (model_dir / "backup" / "latest").read_text().startswith("state-00001-0000006-")
     with open(model_dir / "metrics.csv") as file:
         assert [row["epoch"] for row in csv.DictReader(file)] == ["1"]
 
     rerun = subprocess.run(command, env=_environment(), capture_output=True, text=True,
                            timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert f"Resuming from the backup in {model_dir / 'backup'}: epoch 2, step {int(step)} " \
-           "of 12." in rerun.stdout
+    assert f"Resuming from the backup in {model_dir / 'backup'}: epoch 2, step 6 of 12." \
+        in rerun.stdout
     assert "Epoch 1/3" not in rerun.stdout and "Epoch 3/3" in rerun.stdout
     with open(model_dir / "metrics.csv") as file:
         assert [row["epoch"] for row in csv.DictReader(file)] == ["1", "2", "3"]
@@ -119,16 +121,21 @@ def test_two_workers_on_localhost_end_with_identical_weights(tmp_path):
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     processes = []
-    for index in range(2):
-        config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-        args = [*QUICK, "--strategy=multi_worker", "--sync_bn", "--steps_per_epoch=3",
-                "--batch_size=16", f"--model_dir={tmp_path / 'run'}"]
-        processes.append(subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(tmp_path / f"worker{index}.npz"), *args],
-            env=_environment(TF_CONFIG=config), stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True,
-        ))
-    outputs = [process.communicate(timeout=400)[0] for process in processes]
+    try:
+        for index in range(2):
+            config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+            args = [*QUICK, "--strategy=multi_worker", "--sync_bn", "--steps_per_epoch=3",
+                    "--batch_size=16", f"--model_dir={tmp_path / 'run'}"]
+            processes.append(subprocess.Popen(
+                [sys.executable, "-c", WORKER, str(tmp_path / f"worker{index}.npz"), *args],
+                env=_environment(TF_CONFIG=config), stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, text=True,
+            ))
+        outputs = [process.communicate(timeout=400)[0] for process in processes]
+    finally:
+        for process in processes:  # one worker dead leaves the other waiting on it
+            if process.poll() is None:
+                process.kill()
     for process, output in zip(processes, outputs):
         assert process.returncode == 0, output[-3000:]
     assert "2 replica(s)" in outputs[0]
