@@ -168,8 +168,10 @@ def conv_bn_activation(conv, bn, activation, geometry, inputs, training=None):
     function to float rounding. oneDNN fuses a bias and ReLU into a grouped convolution but not
     a BatchNorm, which cost a pass of its own: on an SK branch of SKNet-50 at 56x56 (batch 8,
     3x3, 32 groups, 64 -> 128 channels) 3.13 ms unfolded, 2.65 ms folded (2-core AVX-512 CPU).
+    Symbolic inputs (`attention_weights` on a `keras.Input`) take the layers, which Keras traces.
     """
-    if training or conv.compute_dtype != "float32" or not fused_batch_norm.fused_inference():
+    if (training or conv.compute_dtype != "float32" or isinstance(inputs, keras.KerasTensor)
+            or not fused_batch_norm.fused_inference()):
         return activation(bn(geometry.apply(conv, inputs), training=training))
     scale = bn.gamma * ops.rsqrt(bn.moving_variance + bn.epsilon)
     kernel = conv.kernel * scale
@@ -287,6 +289,23 @@ def check_channels_last(layer_name, input_shape):
             f"received input_shape={tuple(input_shape)}."
         )
     return int(input_shape[-1])
+
+
+def finish_build(layer, channels):
+    """What an attention layer's `build` ends with, once all its sublayers exist.
+
+    - An input spec for `channels`, so that Keras names a wrong channel count on every path:
+      the folded inference path calls the convolution op itself, past the convolution
+      layer's own check.
+    - `trainable=False` passed on to the sublayers: Keras' setter reaches only the sublayers
+      that exist when it runs, so a layer made with `trainable=False` (as `load_model` makes
+      a frozen one) would otherwise train its BatchNorms' statistics again.
+    """
+    layer.input_spec = keras.InputSpec(ndim=4, axes={-1: channels})
+    if not layer.trainable:
+        # Through the property itself: on TensorFlow, `layer.trainable = False` is skipped
+        # when the attribute holds that value already (Keras' `self.x = self.x` shortcut).
+        keras.layers.Layer.trainable.fset(layer, False)
 
 
 def ensure_built(layer, inputs):

@@ -68,16 +68,20 @@ class SelectiveKernel(keras.layers.Layer):
         super().__init__(**kwargs)
         self.filters = common.check_positive_int("filters", filters)
         if common.is_integer(kernel_size):
-            kernel_size = (kernel_size, kernel_size)
-        kernel_size = tuple(kernel_size)
-        if len(kernel_size) < 2 or any(
-            not common.is_integer(k) or k < 3 or k % 2 == 0 for k in kernel_size
+            kernel_sizes = (kernel_size, kernel_size)
+        else:
+            try:
+                kernel_sizes = tuple(kernel_size)
+            except TypeError:  # None, a float
+                kernel_sizes = ()
+        if len(kernel_sizes) < 2 or any(
+            not common.is_integer(k) or k < 3 or k % 2 == 0 for k in kernel_sizes
         ):
             raise ValueError(
                 "`kernel_size` must list at least two odd kernel sizes >= 3, one per branch; "
                 f"received kernel_size={kernel_size!r}."
             )
-        self.kernel_size = tuple(int(k) for k in kernel_size)
+        self.kernel_size = tuple(int(k) for k in kernel_sizes)
         self.strides = common.check_positive_int("strides", strides)
         self.dilation_rate = common.check_positive_int("dilation_rate", dilation_rate)
         self.cardinality = common.check_cardinality(cardinality, self.filters)
@@ -151,6 +155,7 @@ class SelectiveKernel(keras.layers.Layer):
         self.fc_reduce.build((None, 1, 1, self.filters))
         self.attn_bn.build((None, 1, 1, self.attention_channels))
         self.fc_select.build((None, 1, 1, self.attention_channels))
+        common.finish_build(self, channels)
 
     def _paths(self, inputs, training=None):
         if self.split_input:

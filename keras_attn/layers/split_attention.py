@@ -136,6 +136,7 @@ class SplitAttention(keras.layers.Layer):
         self.fc1.build((None, 1, 1, self.filters))
         self.bn1.build((None, 1, 1, attention))
         self.fc2.build((None, 1, 1, attention))
+        common.finish_build(self, channels)
 
     def _features(self, inputs, training=None):
         """The convolution's activated output: the `radix` splits side by side, radix-major."""

@@ -68,6 +68,7 @@ class SqueezeExcite(keras.layers.Layer):
         self.fc2 = DescriptorConv2D(channels, name="fc2", dtype=self._gate_policy)
         self.fc1.build((None, 1, 1, channels))
         self.fc2.build((None, 1, 1, reduced))
+        common.finish_build(self, channels)
 
     def attention_weights(self, inputs):
         """The gate, shape `(batch, 1, 1, channels)`, in float32 under mixed precision."""

@@ -109,6 +109,55 @@ def test_inputs_are_channels_last_whatever_the_global_format(case):
     np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), expected, atol=1e-6)
 
 
+@pytest.mark.parametrize("case", CASES)
+def test_a_layer_made_frozen_keeps_its_statistics_also_after_load_model(case, tmp_path):
+    # Keras' trainable setter reaches only the sublayers that exist when it runs; these are
+    # made after it (in __init__ and build), as they are when load_model rebuilds a frozen layer.
+    layer, channels = _layer(case, trainable=False)
+    x = testing.random_images((4, 9, 9, channels))
+    layer(x)
+    testing.perturb_batch_norm_statistics(layer)
+    inference = keras.ops.convert_to_numpy(layer(x, training=False))
+    before = [keras.ops.convert_to_numpy(w) for w in layer.weights]
+    # training=True normalizes with the moving statistics, unfolded: equal to float rounding.
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x, training=True)), inference,
+                               rtol=0, atol=1e-5)
+    for was, weight in zip(before, layer.weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(weight), was, err_msg=weight.path)
+    assert not [weight.path for weight in layer.weights if weight.trainable]
+
+    inputs = keras.Input((9, 9, channels))
+    model = keras.Model(inputs, layer(inputs))
+    model.save(tmp_path / "frozen.keras")
+    reloaded = keras.saving.load_model(tmp_path / "frozen.keras")
+    assert not [weight.path for weight in reloaded.weights if weight.trainable]
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(reloaded(x, training=True)),
+                               inference, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["se", "sk_split_strided", "splat_r2", "splat_r4_k2"])
+def test_a_wrong_channel_count_is_named_in_inference_too(case):
+    # Selective Kernel's and Split-Attention's folded inference path calls the convolution op
+    # itself, past the convolution layer's own check.
+    layer, channels = _layer(case)
+    layer(testing.random_images((2, 9, 9, channels)))
+    for training in (False, True):
+        with pytest.raises(ValueError, match=f"expected axis -1 of input shape to have value "
+                                             f"{channels}"):
+            layer(testing.random_images((2, 9, 9, 2 * channels)), training=training)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_attention_weights_of_a_symbolic_input_make_a_model(case):
+    layer, channels = _layer(case)
+    inputs = keras.Input((None, None, channels))
+    model = keras.Model(inputs, layer.attention_weights(inputs))
+    x = testing.random_images((2, 9, 9, channels))
+    np.testing.assert_allclose(model.predict(x, verbose=0),
+                               keras.ops.convert_to_numpy(layer.attention_weights(x)),
+                               rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("policy", ["float16", "bfloat16"])
 @pytest.mark.parametrize("case", ["se", "sk_split_strided", "splat_r2"])
 def test_a_plain_half_precision_policy_holds_for_the_gates_too(case, policy):
@@ -361,6 +410,7 @@ def test_strided_dilated_geometry_pads_the_subsampled_map_only():
         (lambda: SqueezeExcite(rd_ratio=float("nan")), "rd_ratio=nan"),
         (lambda: SplitAttention(True), "filters=True"),
         (lambda: SelectiveKernel(16, kernel_size=(3, 5.0)), "kernel_size=(3, 5.0)"),
+        (lambda: SelectiveKernel(16, kernel_size=None), "kernel_size=None"),
     ],
 )
 def test_bad_arguments_raise_a_named_value_error(factory, message):
