@@ -7,9 +7,10 @@ table. Names are timm's, so the registry, the converter and users speak one lang
 
 import dataclasses
 import difflib
-import numbers
 import types
 from collections.abc import Mapping
+
+from keras_attn.layers import common
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -96,16 +97,11 @@ def _int_tuple(value, field):
         items = tuple(value)
     except TypeError:
         items = None
-    if not items or not all(_is_integer(v) and v >= 1 for v in items):
+    if not items or not all(common.is_integer(v) and v >= 1 for v in items):
         raise ValueError(
             f"`{field}` must be a non-empty sequence of positive integers; received {value!r}."
         )
     return tuple(int(v) for v in items)
-
-
-def _is_integer(value):
-    """A Python or NumPy integer; bools are not (rows built from arrays or configs hold NumPy's)."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _check_choice(field, value, choices):
@@ -114,11 +110,10 @@ def _check_choice(field, value, choices):
 
 
 def _set_int(row, field, minimum=1):
-    """Stores `row.field` as a Python int; raises unless it is an integer >= `minimum`."""
-    value = getattr(row, field)
-    if not _is_integer(value) or value < minimum:
-        raise ValueError(f"`{field}` must be an integer >= {minimum}; received {field}={value!r}.")
-    object.__setattr__(row, field, int(value))  # noqa: PLC2801 (frozen dataclass)
+    """Stores `row.field` as a Python int (rows built from arrays or configs hold NumPy's);
+    raises unless it is an integer >= `minimum`."""
+    value = common.check_positive_int(field, getattr(row, field), minimum)
+    object.__setattr__(row, field, value)  # noqa: PLC2801 (frozen dataclass)
 
 
 class _Row:
