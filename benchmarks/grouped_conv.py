@@ -13,15 +13,26 @@ for the input and the kernel) of:
 - split-N: `GroupedConv2D`'s "split", groups packed N to a dense block-diagonal convolution
   (N=1: one convolution per group; N=g: one dense convolution); the layer packs to >= 16
   input channels (`grouped_conv.groups_per_split`);
-- depthwise: a depthwise convolution with multiplier `out/group` and a sum within each group.
-Prints a markdown table of milliseconds.
+- depthwise: a depthwise convolution with multiplier `out/group` and a sum within each group;
+- pytorch: PyTorch's grouped convolution (oneDNN, channels_last) on the same input and kernel,
+  when torch is importable: what timm runs.
+`--threads N` runs every convolution on N threads (TensorFlow's intra-op pool, PyTorch's
+`set_num_threads`; by default each framework's own). Prints a markdown table of milliseconds.
 """
 
 import argparse
 import os
 import statistics
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+try:
+    # Before TensorFlow: importing torch after XLA has compiled aborts the process (both
+    # register LLVM's command-line options).
+    import torch
+except ImportError:
+    torch = None
 
 # Before TensorFlow: keras_attn turns on its oneDNN kernels unless TF_ENABLE_ONEDNN_OPTS is set.
 from keras_attn.layers import grouped_conv  # noqa: E402, I001
@@ -67,6 +78,29 @@ def depthwise(x, kernel, groups, dilation):
     return tf.reshape(tf.reduce_sum(y, axis=4), (batch, height, width, out))
 
 
+def pytorch(x, kernel, groups, dilation):
+    """PyTorch's output and timings (forward, forward + backward) on TensorFlow's `x` and
+    Keras-layout `kernel`."""
+    inputs = torch.from_numpy(x.numpy()).permute(0, 3, 1, 2)
+    inputs = inputs.contiguous(memory_format=torch.channels_last)
+    weight = torch.from_numpy(kernel.numpy()).permute(3, 2, 0, 1).contiguous()
+
+    def convolution(x, w):
+        return torch.nn.functional.conv2d(x, w, padding=dilation, dilation=dilation,
+                                          groups=groups)
+
+    def forward():
+        with torch.no_grad():
+            return convolution(inputs, weight)
+
+    def train():
+        x, w = inputs.detach().requires_grad_(), weight.detach().requires_grad_()
+        return torch.autograd.grad(convolution(x, w).square().sum(), [x, w])
+
+    outputs = tf.constant(forward().permute(0, 2, 3, 1).numpy())
+    return outputs, (_median_ms(forward), _median_ms(train))
+
+
 def _median_ms(function, *args, repeats=5):
     function(*args)
     return 1e3 * statistics.median(timing.seconds(lambda: function(*args), repeats))
@@ -86,11 +120,25 @@ def _timings(formulation, x, kernel):
 
 
 def main(argv=None):
-    # No options: parsing gives --help and refuses stray arguments instead of ignoring them.
-    argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
         epilog="Set TF_ENABLE_ONEDNN_OPTS=0 to time TensorFlow's portable kernels.",
-    ).parse_args(argv)
+    )
+    parser.add_argument("--threads", type=int,
+                        help="threads per convolution, TensorFlow's and PyTorch's (default: "
+                             "each framework's own)")
+    parser.add_argument("--no_pytorch", dest="pytorch", action="store_false",
+                        help="leave out the PyTorch row")
+    args = parser.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be >= 1; received {args.threads}")
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    with_pytorch = args.pytorch and torch is not None
+    if with_pytorch:
+        torch.set_num_threads(args.threads or os.cpu_count())
+    elif args.pytorch:
+        print("pytorch rows skipped: torch is not importable", file=sys.stderr)
     lines = ["| input (batch 8) | output | groups | dilation | formulation | forward ms "
              "| forward + backward ms |", "|---|---:|---:|---:|---|---:|---:|"]
     for size, channels, filters, groups, dilation in SHAPES:
@@ -106,19 +154,27 @@ def main(argv=None):
                 lambda x, k, g, d, n=per_split: split(x, k, g, d, n))
         chosen = ("tf-onednn" if grouped_conv.resolve_implementation("auto") == "native" else
                   f"split-{grouped_conv.groups_per_split(groups, channels // groups)}")
+        rows = {}
         for name, function in formulations.items():
             def formulation(x, k, function=function, groups=groups, dilation=dilation):
                 return function(x, k, groups, dilation)
 
-            error = float(tf.reduce_max(tf.abs(formulation(x, kernel) - reference)))
-            assert error < 1e-3, f"{name} differs from Keras by {error}"
-            forward, train = _timings(formulation, x, kernel)
-            label = f"**{name}** (auto)" if name == chosen else name
+            rows[f"**{name}** (auto)" if name == chosen else name] = (
+                formulation(x, kernel), _timings(formulation, x, kernel))
+        if with_pytorch:
+            rows["pytorch"] = pytorch(x, kernel, groups, dilation)
+        for label, (outputs, (forward, train)) in rows.items():
+            error = float(tf.reduce_max(tf.abs(outputs - reference)))
+            assert error < 1e-3, f"{label} differs from Keras by {error}"
             lines.append(f"| {size}x{size}x{channels} | {filters} | {groups} | {dilation} "
                          f"| {label} | {forward:.1f} | {train:.1f} |")
             print(lines[-1], flush=True)
     onednn = "on" if grouped_conv.tensorflow_onednn_enabled() else "off"
-    print(f"\nTensorFlow {tf.__version__}, oneDNN kernels {onednn}; ms, median of 5.")
+    threads = (f"{args.threads} thread{'s' * (args.threads > 1)}" if args.threads
+               else "default threads")
+    pytorch_version = f", PyTorch {torch.__version__}" if with_pytorch else ""
+    print(f"\nTensorFlow {tf.__version__}{pytorch_version}, oneDNN kernels {onednn}, {threads}; "
+          "ms, median of 5.")
     print("\n".join(lines))
 
 

@@ -52,6 +52,7 @@ def test_check_passes_registered_names_and_positive_counts():
      "error: --implementations: unknown implementation 'packed'; expected one of auto, native, "
      "split"),
     ("grouped_conv", ["--shapes", "56"], "error: unrecognized arguments: --shapes 56"),
+    ("grouped_conv", ["--threads", "0"], "error: --threads must be >= 1; received 0"),
 ])
 def test_benchmark_rejects_bad_input_before_building(script, argv, message):
     result = subprocess.run(
