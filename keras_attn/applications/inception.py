@@ -13,7 +13,7 @@ import keras
 
 from keras_attn.applications.application import build_application
 from keras_attn.applications.resnet_family import GATE_SLOT_LAYERS
-from keras_attn.layers import common
+from keras_attn.layers import common, conv
 from keras_attn.layers.batch_norm import FusedBatchNormalization
 
 
@@ -49,8 +49,8 @@ def _gate(x, spec, name):
 def _conv_bn(x, filters, kernel_size, strides=1, padding="same", activation="relu",
              use_bias=False, *, name):
     """keras.applications' conv2d_bn: Conv2D, BatchNorm without scale (Keras defaults), ReLU."""
-    x = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding=padding,
-                            use_bias=use_bias, name=f"{name}_conv")(x)
+    x = conv.conv2d(filters, kernel_size, strides=strides, padding=padding, use_bias=use_bias,
+                    name=f"{name}_conv")(x)
     if not use_bias:
         x = FusedBatchNormalization(scale=False, name=f"{name}_bn")(x)
     if activation is not None:
@@ -278,7 +278,7 @@ def _bn_conv(x, filters, kernel_size, strides=1, *, name):
     geometry = common.TorchConvGeometry(kernel_size, strides)
     if geometry.padding:
         x = keras.layers.ZeroPadding2D(geometry.padding, name=f"{name}_pad")(x)
-    x = keras.layers.Conv2D(filters, kernel_size, name=name, **geometry.conv_kwargs)(x)
+    x = conv.conv2d(filters, kernel_size, name=name, **geometry.conv_kwargs)(x)
     x = common.batch_norm(f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 

@@ -14,7 +14,7 @@ logits.
 import keras
 
 from keras_attn.applications.application import build_application
-from keras_attn.layers import SelectiveKernel, SplitAttention, SqueezeExcite, common, grouped_conv
+from keras_attn.layers import SelectiveKernel, SplitAttention, SqueezeExcite, common, conv
 
 CONV_SLOT_LAYERS = {"sk": SelectiveKernel, "splat": SplitAttention}
 GATE_SLOT_LAYERS = {"se": SqueezeExcite}
@@ -48,7 +48,7 @@ def _conv_bn(x, filters, kernel_size, strides=1, groups=1, activation=True, *, n
     geometry = common.TorchConvGeometry(kernel_size, strides)
     if geometry.padding:
         x = keras.layers.ZeroPadding2D(geometry.padding, name=f"{name}_pad{index}")(x)
-    x = grouped_conv.conv2d(
+    x = conv.conv2d(
         filters,
         kernel_size,
         groups=groups,

@@ -1,11 +1,12 @@
 """The 1x1 convolutions that attention gates apply to pooled (batch, 1, 1, channels) descriptors."""
 
 import keras
-from keras import ops
+
+from keras_attn.layers.conv import Conv2D
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
-class DescriptorConv2D(keras.layers.Conv2D):
+class DescriptorConv2D(Conv2D):
     """A 1x1 `Conv2D` that computes as a matrix product on a 1x1 map.
 
     The gates of Squeeze-and-Excitation (`fc1`, `fc2`), Selective Kernel (`fc_reduce`,
@@ -42,21 +43,6 @@ class DescriptorConv2D(keras.layers.Conv2D):
             )
         super().__init__(filters, 1, groups=groups, data_format=data_format, **kwargs)
 
-    def convolution_op(self, inputs, kernel):
-        one_pixel = tuple(inputs.shape[1:3]) == (1, 1)
-        plain = self.strides == (1, 1) and self.data_format == "channels_last"
-        if not (one_pixel and plain):
-            return super().convolution_op(inputs, kernel)
-        in_per_group, filters = kernel.shape[2], kernel.shape[3]
-        if self.groups == 1:
-            outputs = ops.matmul(ops.reshape(inputs, (-1, in_per_group)),
-                                 ops.reshape(kernel, (in_per_group, filters)))
-        else:
-            # Keras' grouped kernel is (1, 1, in_per_group, filters) with group g's outputs at
-            # [g * filters / groups, (g + 1) * filters / groups).
-            grouped_inputs = ops.reshape(inputs, (-1, self.groups, in_per_group))
-            grouped_kernel = ops.reshape(
-                kernel, (in_per_group, self.groups, filters // self.groups)
-            )
-            outputs = ops.einsum("bgi,igo->bgo", grouped_inputs, grouped_kernel)
-        return ops.reshape(outputs, (-1, 1, 1, filters))
+    def _multiplies_matrices(self, inputs):
+        return (tuple(inputs.shape[1:3]) == (1, 1) and self.strides == (1, 1)
+                and self.data_format == "channels_last")

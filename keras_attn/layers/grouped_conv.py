@@ -214,9 +214,3 @@ class GroupedConv2D(keras.layers.Conv2D):
         config["implementation"] = self.implementation
         return config
 
-
-def conv2d(filters, kernel_size, groups=1, **kwargs):
-    """`GroupedConv2D` when `groups > 1`, else a plain `Conv2D` (one choice for every block)."""
-    if groups > 1:
-        return GroupedConv2D(filters, kernel_size, groups=groups, **kwargs)
-    return keras.layers.Conv2D(filters, kernel_size, **kwargs)

@@ -3,7 +3,8 @@
 import keras
 from keras import ops
 
-from keras_attn.layers import common, grouped_conv
+from keras_attn.layers import common
+from keras_attn.layers.conv import conv2d
 from keras_attn.layers.descriptor_conv import DescriptorConv2D
 
 
@@ -100,7 +101,7 @@ class SelectiveKernel(keras.layers.Layer):
             common.TorchConvGeometry(k, self.strides, d) for k, d in branches
         ]
         self.path_convs = [
-            grouped_conv.conv2d(
+            conv2d(
                 self.filters,
                 k,
                 groups=self.cardinality,

@@ -3,7 +3,8 @@
 import keras
 from keras import ops
 
-from keras_attn.layers import common, grouped_conv
+from keras_attn.layers import common
+from keras_attn.layers.conv import conv2d
 from keras_attn.layers.descriptor_conv import DescriptorConv2D
 
 # timm's SplitAttn never lets the attention bottleneck fall below 32 channels.
@@ -80,7 +81,7 @@ class SplitAttention(keras.layers.Layer):
         self._geometry = common.TorchConvGeometry(
             self.kernel_size, self.strides, self.dilation_rate
         )
-        self.conv = grouped_conv.conv2d(
+        self.conv = conv2d(
             self.filters * self.radix,
             self.kernel_size,
             groups=self.cardinality * self.radix,
