@@ -60,8 +60,9 @@ def torch_conv_output_size(size, kernel_size, strides=1, dilation_rate=1, paddin
 
 
 def every_nth_pixel(inputs, step):
-    """`inputs[:, ::step, ::step, :]`, as a 1x1 max pooling: TensorFlow's CPU strided slice
-    took 22 ms for SKNet-50's stage-2 input (batch 8), the pooling a fraction of it."""
+    """`inputs[:, ::step, ::step, :]` (or, for a `(height, width)` step, with each its own), as
+    a 1x1 max pooling: TensorFlow's CPU strided slice took 22 ms for SKNet-50's stage-2 input
+    (batch 8), the pooling a fraction of it."""
     return ops.max_pool(inputs, pool_size=1, strides=step, padding="valid",
                         data_format="channels_last")
 

@@ -6,7 +6,7 @@ import math
 import keras
 from keras import ops
 
-from keras_attn.layers import grouped_conv, kernels
+from keras_attn.layers import common, grouped_conv, kernels
 
 # Largest output map (height x width) on which `Conv2D` multiplies matrices instead of
 # convolving. TensorFlow's oneDNN 1x1 convolution rearranges its whole kernel into oneDNN's
@@ -56,7 +56,9 @@ class Conv2D(keras.layers.Conv2D):
     The layer is named `Conv2D` on purpose: Keras 3 `.weights.h5` and `.keras` files key each
     layer by its class name, so weight files written from networks built with
     `keras.layers.Conv2D` load into networks built with this layer, and the other way around.
-    Its variables, arguments and config are `Conv2D`'s.
+    Its variables, arguments and config are `Conv2D`'s. The 1x1 convolutions it speeds up are
+    the bottleneck blocks' projections (He et al., 2016, "Deep Residual Learning for Image
+    Recognition").
 
     Args:
         filters: output channels.
@@ -75,8 +77,7 @@ class Conv2D(keras.layers.Conv2D):
         if not self._multiplies_matrices(inputs):
             return super().convolution_op(inputs, kernel)
         if self.strides != (1, 1):
-            inputs = ops.max_pool(inputs, pool_size=1, strides=self.strides, padding="valid",
-                                  data_format="channels_last")
+            inputs = common.every_nth_pixel(inputs, self.strides)
         return pointwise_matmul(inputs, kernel, self.groups)
 
     def _multiplies_matrices(self, inputs):
