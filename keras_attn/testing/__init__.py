@@ -111,6 +111,16 @@ def gradients(function, *arguments):
     return [keras.ops.convert_to_numpy(g) for g in grads]
 
 
+def build_with_reference_weights(layer, reference, input_shape):
+    """Builds `layer` and `reference` (a Keras `Conv2D`) for `input_shape`, gives `reference`
+    random weights and `layer` the same ones, and returns random inputs of that shape."""
+    reference.build(input_shape)
+    layer.build(input_shape)
+    reference.set_weights([random_images(w.shape, seed=i) for i, w in enumerate(reference.weights)])
+    layer.set_weights(reference.get_weights())
+    return random_images(input_shape, seed=5)
+
+
 def assert_convolution_equals(layer, reference, inputs, atol=1e-5):
     """`layer` computes what `reference`, a Keras `Conv2D` with the same weights, computes.
 

@@ -14,12 +14,7 @@ pytestmark = pytest.mark.backends  # also run under JAX and PyTorch (tests/backe
 def _pair(filters, shape, kernel_size=1, **kwargs):
     reference = keras.layers.Conv2D(filters, kernel_size, **kwargs)
     layer = Conv2D(filters, kernel_size, **kwargs)
-    reference.build(shape)
-    layer.build(shape)
-    reference.set_weights([testing.random_images(w.shape, seed=i)
-                           for i, w in enumerate(reference.weights)])
-    layer.set_weights(reference.get_weights())
-    return reference, layer, testing.random_images(shape, seed=5)
+    return reference, layer, testing.build_with_reference_weights(layer, reference, shape)
 
 
 @pytest.mark.parametrize("use_bias", [True, False])
@@ -95,10 +90,7 @@ def test_weight_files_move_between_keras_conv2d_and_this_layer(tmp_path):
 def test_keras_file_round_trip_keeps_the_class(tmp_path):
     inputs = keras.Input((7, 7, 8))
     model = keras.Model(inputs, Conv2D(4, 1, strides=2, name="conv")(inputs))
-    x = testing.random_images((2, 7, 7, 8))
-    model.save(tmp_path / "model.keras")
-    restored = keras.saving.load_model(tmp_path / "model.keras")
+    restored = testing.assert_keras_file_round_trip(model, testing.random_images((2, 7, 7, 8)),
+                                                    tmp_path)
     assert type(restored.get_layer("conv")) is Conv2D
     assert restored.get_layer("conv").get_config() == model.get_layer("conv").get_config()
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(restored(x)),
-                                  keras.ops.convert_to_numpy(model(x)))

@@ -12,12 +12,7 @@ pytestmark = pytest.mark.backends  # also run under JAX and PyTorch (tests/backe
 def _pair(channels, filters, groups, shape, use_bias=True):
     reference = keras.layers.Conv2D(filters, 1, groups=groups, use_bias=use_bias)
     layer = DescriptorConv2D(filters, groups=groups, use_bias=use_bias)
-    reference.build(shape)
-    layer.build(shape)
-    reference.set_weights([testing.random_images(w.shape, seed=i)
-                           for i, w in enumerate(reference.weights)])
-    layer.set_weights(reference.get_weights())
-    return reference, layer, testing.random_images(shape, seed=5)
+    return reference, layer, testing.build_with_reference_weights(layer, reference, shape)
 
 
 @pytest.mark.parametrize("use_bias", [True, False])
