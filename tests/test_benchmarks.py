@@ -51,6 +51,9 @@ def test_check_passes_registered_names_and_positive_counts():
     ("throughput", ["--implementations", "auto,packed"],
      "error: --implementations: unknown implementation 'packed'; expected one of auto, native, "
      "split"),
+    ("throughput", ["--timm_memory_formats", "channels_last,nchw"],
+     "error: --timm_memory_formats: unknown memory format 'nchw'; expected one of "
+     "channels_last, contiguous"),
     ("grouped_conv", ["--shapes", "56"], "error: unrecognized arguments: --shapes 56"),
     ("grouped_conv", ["--threads", "0"], "error: --threads must be >= 1; received 0"),
 ])
@@ -61,3 +64,22 @@ def test_benchmark_rejects_bad_input_before_building(script, argv, message):
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.splitlines()[-1].startswith(f"{script}.py: {message}")
+
+
+def test_throughput_table_gives_timm_in_its_faster_memory_format():
+    # In a subprocess: benchmarks.throughput imports torch, which aborts a process where XLA
+    # has compiled.
+    code = """
+from benchmarks.throughput import _fastest
+both = {"channels_last": {"infer": 26.2, "train": 7.12},
+        "contiguous": {"infer": 21.2, "train": 7.3}}
+print(_fastest(both, "infer", 1))
+print(_fastest(both, "train", 2))
+print(_fastest({"contiguous": {"infer": 16.2}}, "infer", 1))
+print(_fastest({"channels_last": {"infer": 13.0}, "contiguous": {}}, "train", 2))
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.splitlines() == [
+        "26.2 (channels_last)", "7.30 (contiguous)", "16.2", "—"]
