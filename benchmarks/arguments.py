@@ -19,3 +19,13 @@ def check(parser, args, minimums):
             specs.get_spec(name)
         except ValueError as error:
             parser.error(str(error))
+
+
+def split_choices(parser, flag, value, choices, noun):
+    """`value`, a comma-separated flag, as a list; exits through `parser.error` naming the first
+    item not in `choices` (`noun` says what an item is: "implementation")."""
+    items = value.split(",")
+    for item in items:
+        if item not in choices:
+            parser.error(f"{flag}: unknown {noun} {item!r}; expected one of {', '.join(choices)}")
+    return items

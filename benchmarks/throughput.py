@@ -294,16 +294,12 @@ def parse(argv=None):
                         choices=("throughput", "throughput-gpu"),
                         help="README.md's CPU or GPU table (default %(default)s)")
     args = parser.parse_args(argv)
-    args.implementations = args.implementations.split(",")
-    for implementation in args.implementations:
-        if implementation not in grouped_conv.IMPLEMENTATIONS:
-            parser.error(f"--implementations: unknown implementation {implementation!r}; "
-                         f"expected one of {', '.join(grouped_conv.IMPLEMENTATIONS)}")
-    args.timm_memory_formats = args.timm_memory_formats.split(",")
-    for memory_format in args.timm_memory_formats:
-        if memory_format not in TIMM_MEMORY_FORMATS:
-            parser.error(f"--timm_memory_formats: unknown memory format {memory_format!r}; "
-                         f"expected one of {', '.join(TIMM_MEMORY_FORMATS)}")
+    args.implementations = arguments.split_choices(
+        parser, "--implementations", args.implementations, grouped_conv.IMPLEMENTATIONS,
+        "implementation")
+    args.timm_memory_formats = arguments.split_choices(
+        parser, "--timm_memory_formats", args.timm_memory_formats, TIMM_MEMORY_FORMATS,
+        "memory format")
     args.jit_compile = {"auto": "auto", "true": True, "false": False}.get(
         args.jit_compile.lower())
     if args.jit_compile is None:

@@ -44,6 +44,13 @@ def test_check_passes_registered_names_and_positive_counts():
     assert arguments.check(parser, args, minimums={"rounds": 1}) is None
 
 
+def test_split_choices_returns_the_items_in_order():
+    parser = _parser()
+    assert arguments.split_choices(parser, "--formats", "contiguous,channels_last",
+                                   ("channels_last", "contiguous"), "memory format") == [
+        "contiguous", "channels_last"]
+
+
 @pytest.mark.parametrize("script, argv, message", [
     ("export_grouped", ["resnxt50"], "error: Unknown model name 'resnxt50'."),
     ("throughput", ["resnet5", "--no_timm"], "error: Unknown model name 'resnet5'."),
