@@ -9,7 +9,7 @@ from keras_attn.layers import kernels
 def fused_inference():
     """Whether inference runs TensorFlow's fused BatchNorm: where oneDNN folds it into the
     convolution before it and runs the result fast (measured on AVX-512 CPUs, not on AVX2)."""
-    return kernels.tensorflow_onednn_enabled() and kernels.cpu_has_avx512()
+    return kernels.tensorflow_onednn_on_avx512()
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")

@@ -89,7 +89,7 @@ class Conv2D(keras.layers.Conv2D):
         pixels = math.ceil(height / self.strides[0]) * math.ceil(width / self.strides[1])
         return (pixels <= MATMUL_MAX_PIXELS
                 and grouped_conv.implementation_override() in (None, "auto")
-                and kernels.tensorflow_onednn_enabled() and kernels.cpu_has_avx512()
+                and kernels.tensorflow_onednn_on_avx512()
                 and keras.backend.standardize_dtype(inputs.dtype) == "float32")
 
 

@@ -34,3 +34,10 @@ def cpu_has_avx512():
         except ImportError:
             return False
     return bool(__cpu_features__.get("AVX512F"))
+
+
+def tensorflow_onednn_on_avx512():
+    """Whether TensorFlow runs its oneDNN kernels on an AVX-512 CPU: where the layers' inference
+    fast paths were measured to pay (BatchNorm folded into the convolution before it, 1x1
+    convolutions on small maps as matrix products)."""
+    return tensorflow_onednn_enabled() and cpu_has_avx512()

@@ -58,7 +58,7 @@ def test_multiplies_matrices_where_tensorflow_onednn_convolves_slowly(monkeypatc
         Conv2D(8, 1, name="exported")(testing.random_images((2, side, side, 16)))
 
     everything = ["small", "small_strided", "large", "wide_kernel", "exported"]
-    if kernels.tensorflow_onednn_enabled() and kernels.cpu_has_avx512():
+    if kernels.tensorflow_onednn_on_avx512():
         assert [name for name, _ in convolved] == ["large", "wide_kernel", "exported"]
     else:
         assert [name for name, _ in convolved] == everything

@@ -15,3 +15,10 @@ def test_avx512_detection_agrees_with_proc_cpuinfo():
              for word in line.split(":", 1)[1].split()}
     assert kernels.cpu_has_avx512() == ("avx512f" in flags)
 
+
+
+@pytest.mark.parametrize("onednn, avx512", [(True, True), (True, False), (False, True)])
+def test_onednn_on_avx512_needs_both(monkeypatch, onednn, avx512):
+    monkeypatch.setattr(kernels, "tensorflow_onednn_enabled", lambda: onednn)
+    monkeypatch.setattr(kernels, "cpu_has_avx512", lambda: avx512)
+    assert kernels.tensorflow_onednn_on_avx512() == (onednn and avx512)
