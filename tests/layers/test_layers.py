@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from keras_attn import testing
-from keras_attn.layers import SelectiveKernel, SplitAttention, SqueezeExcite, batch_norm, common
+from keras_attn.layers import SelectiveKernel, SplitAttention, SqueezeExcite, common
 
 pytestmark = pytest.mark.backends  # also run under JAX and PyTorch (tests/backends)
 
@@ -238,31 +238,6 @@ def test_split_attention_width_follows_timm(channels, radix, cardinality, expect
     layer = SplitAttention(channels, radix=radix, cardinality=cardinality)
     layer.build((None, 8, 8, channels))
     assert layer.fc1.filters == expected
-
-
-@pytest.mark.parametrize("case", [case for case in CASES if not case.startswith("se")])
-def test_inference_folds_the_branch_batch_norm_into_the_convolution(case, monkeypatch):
-    """Where oneDNN runs the folded form: the same outputs, and the branch BatchNorms unused."""
-    layer, channels = _layer(case)
-    inputs = keras.random.normal((2, 13, 13, channels), seed=1)
-    layer(inputs)
-    testing.perturb_batch_norm_statistics(layer)
-    monkeypatch.setattr(batch_norm, "fused_inference", lambda: False)
-    expected = keras.ops.convert_to_numpy(layer(inputs, training=False))
-    monkeypatch.setattr(batch_norm, "fused_inference", lambda: True)
-    normalized = []
-    original = batch_norm.FusedBatchNormalization.call
-
-    def recording(self, *args, **kwargs):
-        normalized.append(self.name)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(batch_norm.FusedBatchNormalization, "call", recording)
-    folded = keras.ops.convert_to_numpy(layer(inputs, training=False))
-    assert set(normalized) == {"attn_bn" if isinstance(layer, SelectiveKernel) else "bn1"}
-    np.testing.assert_allclose(folded, expected, rtol=0, atol=1e-5)
-    layer(inputs, training=True)  # training normalizes with the batch's statistics
-    assert {"path0_bn", "bn0"} & set(normalized)
 
 
 @pytest.mark.parametrize("case", ["sk_split_strided", "sk_three_5x5_7x7"])
