@@ -170,13 +170,18 @@ def _forward_op_types(model, inputs):
 
 
 FOLDABLE_CONVOLUTIONS = {
-    "1x1": lambda: keras.layers.Conv2D(16, 1, use_bias=False),
-    "3x3_strided_valid": lambda: keras.layers.Conv2D(16, 3, strides=2, use_bias=False),
-    "grouped": lambda: GroupedConv2D(16, 3, groups=4, padding="same", use_bias=False),
+    "1x1": (lambda: keras.layers.Conv2D(16, 1, use_bias=False), (4, 12, 12, 8)),
+    # A kernel of 64 elements, half its output's 128: the largest that folds.
+    "1x1_kernel_half_its_output": (lambda: keras.layers.Conv2D(8, 1, use_bias=False),
+                                   (1, 4, 4, 8)),
+    "3x3_strided_valid": (lambda: keras.layers.Conv2D(16, 3, strides=2, use_bias=False),
+                          (4, 16, 16, 8)),
+    "grouped": (lambda: GroupedConv2D(16, 3, groups=4, padding="same", use_bias=False),
+                (4, 12, 12, 8)),
     # Selective Kernel's second branch. (Keras' own dilated Conv2D runs between
     # SpaceToBatchND and BatchToSpaceND, and does not fold.)
-    "grouped_dilated": lambda: GroupedConv2D(16, 3, groups=4, dilation_rate=2, padding="same",
-                                             use_bias=False),
+    "grouped_dilated": (lambda: GroupedConv2D(16, 3, groups=4, dilation_rate=2, padding="same",
+                                              use_bias=False), (4, 12, 12, 8)),
 }
 
 
@@ -191,8 +196,8 @@ def test_traced_inference_folds_into_the_convolution_before_it(convolution, monk
     """The fold computes BatchNormalization's function, gradients included, with a BiasAdd
     after the convolution instead of the BatchNorm."""
     monkeypatch.setattr(batch_norm, "fused_inference", lambda: True)
-    (reference, ours), inputs = _residual_tails(FOLDABLE_CONVOLUTIONS[convolution](),
-                                                (4, 12, 12, 8))
+    make_convolution, input_shape = FOLDABLE_CONVOLUTIONS[convolution]
+    (reference, ours), inputs = _residual_tails(make_convolution(), input_shape)
     theirs, _ = _traced_outputs_and_gradients(reference, inputs)
     folded, op_types = _traced_outputs_and_gradients(ours, inputs)
     assert "FusedBatchNormV3" not in op_types and "BiasAdd" in op_types, op_types
@@ -207,13 +212,13 @@ def test_traced_inference_folds_into_the_convolution_before_it(convolution, monk
 @pytest.mark.parametrize(
     "convolution, input_shape",
     [
-        # A kernel (3 x 3 x 32 x 64) larger than its output (1 x 1 x 1 x 64): rescaling it
-        # would cost more than the fold saves.
-        (lambda: keras.layers.Conv2D(64, 3, use_bias=False), (1, 3, 3, 32)),
+        # A kernel of 96 elements, 0.75 of its output's 128: rescaling it would cost more
+        # than the fold saves.
+        (lambda: keras.layers.Conv2D(8, 1, use_bias=False), (1, 4, 4, 12)),
         # The BatchNorm's input is the bias's output, not the convolution's.
         (lambda: keras.layers.Conv2D(16, 1, use_bias=True), (4, 12, 12, 8)),
     ],
-    ids=["kernel_larger_than_output", "convolution_with_bias"],
+    ids=["kernel_over_half_its_output", "convolution_with_bias"],
 )
 def test_traced_inference_keeps_the_batch_norm_where_it_does_not_fold(convolution, input_shape,
                                                                        monkeypatch):
@@ -232,8 +237,9 @@ def test_traced_inference_folds_the_branch_batch_norms_into_their_convolutions(c
     import tensorflow as tf
 
     layer, channels = attention_layer(case)
-    # Every branch's output larger than its kernel (7x7 x 8 x 16 in sk_three_5x5_7x7).
-    inputs = keras.random.normal((4, 25, 25, channels), seed=1)
+    # Every branch's kernel under half its output (7 x 7 x 8 x 16 elements against
+    # 4 x 17 x 17 x 16 for sk_three_5x5_7x7's widest), so that every branch folds.
+    inputs = keras.random.normal((4, 33, 33, channels), seed=1)
     layer(inputs)
     testing.perturb_batch_norm_statistics(layer)
     monkeypatch.setattr(batch_norm, "fused_inference", lambda: False)
