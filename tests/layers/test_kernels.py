@@ -16,7 +16,6 @@ def test_avx512_detection_agrees_with_proc_cpuinfo():
     assert kernels.cpu_has_avx512() == ("avx512f" in flags)
 
 
-
 @pytest.mark.parametrize("onednn, avx512", [(True, True), (True, False), (False, True)])
 def test_onednn_on_avx512_needs_both(monkeypatch, onednn, avx512):
     monkeypatch.setattr(kernels, "tensorflow_onednn_enabled", lambda: onednn)
