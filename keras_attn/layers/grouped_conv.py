@@ -42,6 +42,7 @@ IMPLEMENTATIONS = ("auto", "native", "split")
 SPLIT_MIN_CHANNELS = 16
 
 _override = None
+_graph_op = False
 
 
 def _check_implementation(value):
@@ -77,6 +78,26 @@ def grouped_conv_implementation(implementation):
         yield
     finally:
         _override = previous
+
+
+@contextlib.contextmanager
+def native_as_graph_op():
+    """Traces `"native"` grouped convolutions as TensorFlow's grouped `Conv2D` op itself.
+
+    Where TensorFlow runs without oneDNN on a CPU, its portable kernels have no grouped
+    convolution, so Keras wraps each one in an XLA-compiled function, and converters to other
+    runtimes (tf2onnx, OpenVINO) cannot convert that function (tensorflow-onnx#2099). Exports
+    to those runtimes trace inside this block (and `grouped_conv_implementation("native")`): the
+    graph then holds the one grouped `Conv2D` op that converters turn into their runtime's
+    grouped convolution, whatever this process's kernels. Such a graph is for converting only:
+    TensorFlow without oneDNN cannot run it on a CPU.
+    """
+    global _graph_op
+    previous, _graph_op = _graph_op, True
+    try:
+        yield
+    finally:
+        _graph_op = previous
 
 
 def implementation_override():
@@ -181,7 +202,9 @@ class GroupedConv2D(keras.layers.Conv2D):
         return self._split_convolution(inputs, kernel)
 
     def _native_convolution(self, inputs, kernel):
-        if not _tensorflow_onednn_computes(keras.backend.standardize_dtype(inputs.dtype)):
+        dtype = keras.backend.standardize_dtype(inputs.dtype)
+        if not (_graph_op and keras.backend.backend() == "tensorflow"
+                or _tensorflow_onednn_computes(dtype)):
             return super().convolution_op(inputs, kernel)
         # Keras wraps every grouped convolution in its own XLA function on TensorFlow, because
         # the portable CPU kernels lack a gradient for it, and runs dilated ones between
