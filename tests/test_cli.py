@@ -223,8 +223,13 @@ def test_export_writes_verified_onnx_int8_onnx_and_openvino(tmp_path, capsys):
     assert re.fullmatch(rf"onnx {re.escape(str(path))}: max abs error \S+, top-1 agreement "
                         r"100\.00% on 3 images, [\d.]+ MiB\n", capsys.readouterr().out)
     int8 = tmp_path / "digits_int8.onnx"
-    assert cli.main([*common, "--format", "onnx", "--quantization", "int8", "--output",
-                     str(int8), "--calibration-dir", str(images), "--max-error", "0.5"]) == 0
+    int8_command = [*common, "--format", "onnx", "--quantization", "int8", "--output", str(int8),
+                    "--calibration-dir", str(images)]
+    assert cli.main([*int8_command, "--max-error", "1e-9"]) == 1  # the limit reaches it
+    assert re.search(r"The onnx export differs from the Keras model: max abs error \S+ > 1e-09 "
+                     r"\(3 images\)\. Nothing was written\.", capsys.readouterr().err)
+    assert not int8.exists()
+    assert cli.main(int8_command) == 0
     assert capsys.readouterr().out.startswith(f"onnx (int8) {int8}: max abs error")
     assert "QuantizeLinear" in {node.op_type for node in onnx.load(str(int8)).graph.node}
 
