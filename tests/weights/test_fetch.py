@@ -325,13 +325,17 @@ np.save(sys.argv[1], model.predict(np.load(sys.argv[2]), verbose=0))
 
 
 class _GatedRoutes(dict):
-    """Routes whose responses wait until `gate` is set (the request is counted at once)."""
+    """Routes whose responses wait until `gate` is set (the request is counted at once). A
+    second request opens the gate: two downloads are then under way, which the test reports."""
 
-    def __init__(self, gate, **routes):
-        super().__init__(**routes)
+    def __init__(self, server, gate):
+        super().__init__(server.routes)
+        self.server = server
         self.gate = gate
 
     def __getitem__(self, key):
+        if len(self.server.requests) > 1:
+            self.gate.set()
         self.gate.wait()
         return super().__getitem__(key)
 
@@ -342,8 +346,8 @@ def test_two_processes_loading_at_once_download_once(checkpoint_server, cache_fi
     np.save(tmp_path / "images.npy", data["input_nhwc"])
     checkpoint = _fixture_bytes()
     gate = threading.Event()
-    checkpoint_server.routes = _GatedRoutes(gate)
     checkpoint_server.routes[ROUTE] = (checkpoint, "ok")
+    checkpoint_server.routes = _GatedRoutes(checkpoint_server, gate)
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     environment = {**os.environ, "PYTHONPATH": root, "TF_CPP_MIN_LOG_LEVEL": "2"}
     processes = []
@@ -356,8 +360,10 @@ def test_two_processes_loading_at_once_download_once(checkpoint_server, cache_fi
                     env=environment, stdout=subprocess.PIPE, stderr=stderr, bufsize=0))
         # The first to take the lock downloads, and its download is held until the other
         # waits on the lock: the two overlap, whatever the machine's load.
-        wait_for_line(processes, "waiting for the lock")
-        gate.set()
+        try:
+            wait_for_line(processes, "waiting for the lock")
+        finally:
+            gate.set()
         for process in processes:
             process.wait(timeout=600)
     finally:
