@@ -216,13 +216,13 @@ CASES = [
     Case("train: resuming with another --val_split",
          lambda _: _training(*RESUME, "--val_split=0.3"),
          ValueError, ("--val_split", "0.2", "0.3"), _earlier_run),
-    # keras-attn predict.
+    # keras-attn predict (resnet50 has ImageNet weights: the case meets no other error first).
     Case("predict: an image that does not decode",
-         lambda _: _command("predict", "--model", "seresnet20_cifar", "broken.png"),
+         lambda _: _command("predict", "--model", "resnet50", "broken.png"),
          1, ("image", "'broken.png'"),
          lambda folder, _: _write(os.path.join(folder, "broken.png"), b"not a png")),
     Case("predict: --top 0",
-         lambda _: _command("predict", "--model", "seresnet20_cifar", "--top", "0", "a.png"),
+         lambda _: _command("predict", "--model", "resnet50", "--top", "0", "a.png"),
          2, ("--top", "0"), lambda folder, _: _png(folder, "a.png", 0)),
     # keras-attn export.
     Case("export: a --verify-dir without images",
