@@ -139,6 +139,10 @@ def test_sigterm_stops_the_run_through_its_cleanup(tmp_path):
 
 
 def _free_ports(count):
+    # Bound, then closed for the workers to bind: another process may take a port in between.
+    # The usual cure, holding the port with SO_REUSEPORT while the server binds it too, does not
+    # work here: TensorFlow's gRPC server turns SO_REUSEPORT off ("Could not start gRPC server"
+    # on a port held so, TensorFlow 2.21), and TF_CONFIG takes port numbers, not sockets.
     sockets = [socket.socket() for _ in range(count)]
     for sock in sockets:
         sock.bind(("127.0.0.1", 0))
