@@ -26,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from benchmarks import readme  # noqa: E402
+from tools import sections  # noqa: E402
 from keras_attn import testing  # noqa: E402
 from keras_attn.applications import get_model  # noqa: E402
 from keras_attn.export import serving, tflite_export, verify  # noqa: E402
@@ -164,7 +164,7 @@ def main(argv=None):
     families = family_table(args.full)
     digits = digits_table(args.digits_weights)
     if args.update_readme:
-        readme.update_sections({"export": families, "quantization": digits})
+        sections.write_sections("README.md", {"export": families, "quantization": digits})
 
 if __name__ == "__main__":
     main()

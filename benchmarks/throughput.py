@@ -6,8 +6,11 @@
     KERAS_BACKEND=jax python -m benchmarks.throughput --dtype_policy mixed_bfloat16 --batch_size 64
 
 For every registered name and grouped-convolution implementation (`GroupedConv2D`): batch-1
-latency, batch-N inference images/s and one training step's images/s (SGD, cross-entropy),
-and their ratios to `keras.applications.ResNet50` measured in the same run. When torch and
+latency, batch-N inference images/s of the plain model and of the one
+`keras_attn.optimize_for_inference` returns, and one training step's images/s of the plain model
+(SGD, cross-entropy), with their ratios to `keras.applications.ResNet50` (as Keras builds it)
+measured in the same run. TensorFlow's oneDNN CPU kernels are turned on
+(`TF_ENABLE_ONEDNN_OPTS=1`, as the README advises) unless the variable is set. When torch and
 timm are importable the same architecture runs in timm beside it (eager; AMP under a mixed
 policy on a GPU), in each of `--timm_memory_formats`, and the table gives timm's faster one.
 Every model is built and warmed up (`--warmup` untimed calls) first; then `--rounds` rounds go
@@ -32,13 +35,16 @@ except ImportError as error:
     timm = torch = None
     _TIMM_MISSING = str(error)
 
-# Before Keras imports TensorFlow: keras_attn turns on TensorFlow's oneDNN kernels (unless
-# TF_ENABLE_ONEDNN_OPTS says otherwise), for keras.applications.ResNet50 as for ours.
-import keras_attn  # noqa: E402, F401, I001
+# Read once, when TensorFlow is imported: oneDNN's kernels for keras.applications.ResNet50 as for
+# ours (TensorFlow turns them on by itself only on some CPUs).
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+import keras_attn  # noqa: E402, I001
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmarks import arguments, readme, timing  # noqa: E402
+from benchmarks import arguments, timing  # noqa: E402
+from tools import sections  # noqa: E402
 from keras_attn.applications import get_model  # noqa: E402
 from keras_attn.layers import GroupedConv2D, grouped_conv, grouped_conv_implementation  # noqa: E402
 
@@ -60,7 +66,7 @@ def _warm(calls, warmup):
 
 def _figure(key, seconds, batch_size):
     """A column's figure from a median time: batch-1 milliseconds or images/s."""
-    return 1e3 * seconds if key == "latency_ms" else batch_size / seconds
+    return 1e3 * seconds if key.endswith("latency_ms") else batch_size / seconds
 
 
 def _log(message):
@@ -93,8 +99,11 @@ class Keras:
             grouped = any(isinstance(layer, GroupedConv2D) for layer in model._flatten_layers())
             if not (grouped or first):
                 return None
+            optimized = keras_attn.optimize_for_inference(model)
             calls = {"latency_ms": lambda: model.predict_on_batch(one),
-                     "infer": lambda: model.predict_on_batch(self.images)}
+                     "infer": lambda: model.predict_on_batch(self.images),
+                     "optimized_latency_ms": lambda: optimized.predict_on_batch(one),
+                     "optimized_infer": lambda: optimized.predict_on_batch(self.images)}
             if args.train:
                 model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
                               loss="sparse_categorical_crossentropy",
@@ -197,26 +206,31 @@ def _fastest(by_format, key, digits):
 def markdown(rows, args):
     """The table: one line per (network, implementation), ratios to ResNet50 of the same run."""
     base = rows[0]["keras"]
-    onednn = (", oneDNN kernels on" if grouped_conv.tensorflow_onednn_enabled() else
-              ", oneDNN kernels off" if keras.backend.backend() == "tensorflow" else "")
+    onednn = (f", TF_ENABLE_ONEDNN_OPTS={os.environ['TF_ENABLE_ONEDNN_OPTS']}"
+              if keras.backend.backend() == "tensorflow" else "")
     lines = [
         f"Backend {keras.backend.backend()}{onednn}, {args.dtype_policy}, batch {args.batch_size}, "
-        f"{args.image_size}x{args.image_size}; images/s (ratio to keras.applications.ResNet50 "
-        "in the same run).",
+        f"{args.image_size}x{args.image_size}; images/s (ratio to keras.applications.ResNet50's "
+        "plain inference or training in the same run); grouped convolutions auto: "
+        f"{grouped_conv.grouped_conv_choice(keras.config.dtype_policy().compute_dtype)}.",
         "",
-        "| network | grouped conv | params | batch-1 ms | inference img/s | training img/s "
-        "| timm inference img/s | timm training img/s |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| network | grouped conv | params | batch-1 ms plain / optimized | inference img/s "
+        "| optimized inference img/s | training img/s | timm inference img/s "
+        "| timm training img/s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         ours, timm = row["keras"], row.get("timm") or {}
         infer = f"{ours['infer']:.1f} ({_ratio(ours['infer'], base['infer'])})"
+        optimized = (f"{ours['optimized_infer']:.1f} "
+                     f"({_ratio(ours['optimized_infer'], base['infer'])})")
         train = (f"{_number(ours.get('train'), 2)} "
                  f"({_ratio(ours.get('train'), base.get('train'))})" if args.train else "—")
         lines.append(
             f"| {row['name']} | {row['implementation']} | {ours['params'] / 1e6:.2f}M "
-            f"| {ours['latency_ms']:.0f} | {infer} | {train} "
-            f"| {_fastest(timm, 'infer', 1)} | {_fastest(timm, 'train', 2)} |"
+            f"| {ours['latency_ms']:.0f} / {ours['optimized_latency_ms']:.0f} | {infer} "
+            f"| {optimized} | {train} | {_fastest(timm, 'infer', 1)} "
+            f"| {_fastest(timm, 'train', 2)} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -314,7 +328,7 @@ def main(argv=None):
     table = run(args)
     print(table)
     if args.update_readme:
-        readme.update_sections({args.readme_section: table})
+        sections.write_sections("README.md", {args.readme_section: table})
 
 
 if __name__ == "__main__":

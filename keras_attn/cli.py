@@ -1,6 +1,6 @@
 """`keras-attn`: the command line.
 
-    keras-attn models [PATTERN] [--params] [--markdown]
+    keras-attn models [PATTERN] [--params]
     keras-attn convert --timm-name NAME --checkpoint FILE --output OUT.weights.h5 [--use-ema]
     keras-attn predict --model NAME [--weights imagenet|TAG|FILE] IMAGE...
     keras-attn export --model NAME --format saved_model|tflite --output PATH [...]
@@ -20,24 +20,18 @@ import numpy as np
 def _models(args):
     from keras_attn.applications import registry, specs
 
-    if args.markdown and args.pattern:
-        print("--markdown renders the whole table; drop the pattern.", file=sys.stderr)
-        return 2
     names = registry.list_models(args.pattern)
     if not names:
         print(f"No model matches {args.pattern!r}.", file=sys.stderr)
         return 1
     counts = {}
-    if args.params or args.markdown:
+    if args.params:
         from keras.utils import Progbar
 
         progress = Progbar(len(names), unit_name="model", verbose=1 if sys.stderr.isatty() else 2)
         for index, name in enumerate(names, start=1):
             counts[name] = registry.count_parameters(name)
             progress.update(index)
-    if args.markdown:
-        print(registry.markdown_table(counts), end="")
-        return 0
     for name in names:
         spec = specs.SPECS[name]
         params = f"{counts[name]:>13,}" if counts else ""
@@ -199,9 +193,6 @@ def build_parser():
     models = commands.add_parser("models", help="list the networks of the registry")
     models.add_argument("pattern", nargs="?", help="shell pattern, e.g. 'resnest*'")
     models.add_argument("--params", action="store_true", help="build each and count parameters")
-    models.add_argument(
-        "--markdown", action="store_true", help="print the README's model table (builds all)"
-    )
     models.set_defaults(handler=_models)
 
     convert = commands.add_parser(

@@ -25,20 +25,20 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_attn.layers import SelectiveKernel, SplitAttention, SqueezeExcite
-
-ATTENTION_LAYERS = (SqueezeExcite, SelectiveKernel, SplitAttention)
+from keras_attn import attention
+from keras_attn.layers import SelectiveKernel
 
 
 def attention_layers(model):
-    """The attention layers of `model` in the order they run, as `[(name, layer)]`.
+    """The attention layers of `model` (those of a kind in `keras_attn.attention`) in the order
+    they run, as `[(name, layer)]`.
 
     Layers of a nested model (a backbone inside a fine-tuning model) are named
     `"<backbone name>/<layer name>"`.
     """
     found = []
     for layer in model.layers:
-        if isinstance(layer, ATTENTION_LAYERS):
+        if attention.kind_of(layer) is not None:
             found.append((layer.name, layer))
         elif isinstance(layer, keras.Model):
             found += [(f"{layer.name}/{name}", inner) for name, inner in attention_layers(layer)]
@@ -49,7 +49,8 @@ def attention_model(model):
     """A model from `model`'s input to the weights of every attention layer inside it.
 
     The weights are computed by the layers themselves (`attention_weights`) on the inputs
-    they receive inside `model`, so they are exactly what the network applies:
+    they receive inside `model`, so they are exactly what the network applies, and read as
+    each kind's registry entry says (`AttentionKind.reads`), for example:
     - `SqueezeExcite`: the gate, `(batch, channels)`, in (0, 1);
     - `SelectiveKernel`: the branch weights, `(batch, branches, channels)`, summing to 1
       across branches;
@@ -74,8 +75,9 @@ def attention_model(model):
     (8, 2, 256)
     """
     if not attention_layers(model):
+        layers = ", ".join(kind.layer.__name__ for kind in attention.kinds())
         raise ValueError(
-            f"{model.name!r} has no SqueezeExcite, SelectiveKernel or SplitAttention layer: "
+            f"{model.name!r} has no attention layer (of the registered kinds: {layers}): "
             "there is no attention to read."
         )
     outputs = _symbolic_weights(model)
@@ -86,7 +88,7 @@ def _symbolic_weights(model):
     """`{name: symbolic weights}` of `model`'s attention layers, in `model`'s own graph."""
     outputs = {}
     for layer in model.layers:
-        if isinstance(layer, ATTENTION_LAYERS):
+        if attention.kind_of(layer) is not None:
             outputs[layer.name] = _AttentionReader(layer)(_only_input(layer))
         elif isinstance(layer, keras.Model) and attention_layers(layer):
             inner = keras.Model(layer.inputs, _symbolic_weights(layer))
@@ -104,11 +106,8 @@ class _AttentionReader(keras.layers.Layer):
         self.layer = layer
 
     def call(self, inputs):
-        weights = self.layer.attention_weights(inputs)
-        channels = weights.shape[-1]
-        if isinstance(self.layer, SqueezeExcite):
-            return ops.reshape(weights, (-1, channels))
-        return ops.reshape(weights, (-1, weights.shape[-2], channels))
+        read = attention.kind_of(self.layer).read
+        return ops.cast(read(self.layer.attention_weights(inputs)), "float32")
 
 
 def _only_input(layer):

@@ -101,8 +101,8 @@ def test_attention_model_of_a_nested_backbone():
 def test_attention_model_refuses_a_model_without_attention():
     inputs = keras.Input((8, 8, 3))
     plain = keras.Model(inputs, keras.layers.Conv2D(4, 3)(inputs), name="plain")
-    with pytest.raises(ValueError, match="'plain' has no SqueezeExcite, SelectiveKernel or "
-                                         "SplitAttention layer"):
+    with pytest.raises(ValueError, match=r"'plain' has no attention layer \(of the registered "
+                                         r"kinds: SqueezeExcite, SelectiveKernel, SplitAttention"):
         inspect.attention_model(plain)
 
 

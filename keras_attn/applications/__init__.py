@@ -2,69 +2,28 @@
 
 `list_models()` names every network; `get_model(name, **overrides)` builds any of them, with
 any row of the table changed; the constructors (`ResNeSt50`, `SEResNeXt50`, `SKNet50`,
-`SEInceptionV3`, ...) build the papers' networks.
+`SEInceptionV3`, ...; `keras_attn.applications.constructors`) build the papers' networks;
+`feature_extractor` offers a network's feature maps. Every network is a `Network`, a functional
+`keras.Model` that carries the `Structure` its builder recorded.
 """
 
+from keras_attn.applications import constructors
+from keras_attn.applications.application import Feature, Network, Structure
+from keras_attn.applications.constructors import *  # noqa: F403 (each constructor, once)
 from keras_attn.applications.imagenet_utils import decode_predictions, preprocess_input
-from keras_attn.applications.registry import (
-    ResNeSt14,
-    ResNeSt26,
-    ResNeSt50,
-    ResNeSt101,
-    ResNeSt200,
-    ResNeSt269,
-    ResNeXt50,
-    ResNeXt101,
-    SENet154,
-    SEResNet18,
-    SEResNet34,
-    SEResNet50,
-    SEResNet101,
-    SEResNet152,
-    SEBNInception,
-    SEInceptionResNetV2,
-    SEInceptionV3,
-    SEResNeXt50,
-    SEResNeXt101,
-    SKNet50,
-    SKNet101,
-    SKResNet18,
-    SKResNet34,
-    feature_extractor,
-    get_model,
-    list_models,
-)
+from keras_attn.applications.registry import feature_extractor, get_model, list_models
 from keras_attn.applications.specs import InceptionSpec, NetworkSpec
 
 __all__ = [
+    "Feature",
+    "InceptionSpec",
+    "Network",
+    "NetworkSpec",
+    "Structure",
     "decode_predictions",
     "feature_extractor",
     "get_model",
-    "InceptionSpec",
     "list_models",
-    "NetworkSpec",
     "preprocess_input",
-    "ResNeSt101",
-    "ResNeSt14",
-    "ResNeSt200",
-    "ResNeSt26",
-    "ResNeSt269",
-    "ResNeSt50",
-    "ResNeXt101",
-    "ResNeXt50",
-    "SEBNInception",
-    "SEInceptionResNetV2",
-    "SEInceptionV3",
-    "SENet154",
-    "SEResNet101",
-    "SEResNet152",
-    "SEResNet18",
-    "SEResNet34",
-    "SEResNet50",
-    "SEResNeXt101",
-    "SEResNeXt50",
-    "SKNet101",
-    "SKNet50",
-    "SKResNet18",
-    "SKResNet34",
+    *constructors.__all__,
 ]

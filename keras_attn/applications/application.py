@@ -1,14 +1,159 @@
-"""What every builder shares: the `keras.applications` arguments, inputs, head and checks.
+"""What every builder shares: the `keras.applications` arguments, inputs, head and checks, and
+the record of what was built.
 
 `build_application(spec, body, ...)` validates the arguments, makes the input, calls
-`body(inputs, spec)` for the network's features, and adds the classifier or the pooling.
+`body(inputs, spec, record)` for the network's features, adds the classifier or the pooling,
+and returns a `Network`: a functional `keras.Model` that carries the `Structure` the body
+recorded while it built (its feature maps, its blocks, the timm module of each layer).
 """
+
+import contextlib
+import dataclasses
+import math
+import types
+from collections.abc import Mapping
 
 import keras
 
-from keras_attn.layers import common
+from keras_attn.layers import checks
+from keras_attn.layers.precision import gate_dtype_policy
 
 POOLINGS = (None, "avg", "max")
+
+
+@dataclasses.dataclass(frozen=True)
+class Feature:
+    """One feature map a network offers to detection and segmentation heads.
+
+    Attributes:
+        layer: the name of the layer whose output it is.
+        stride: how many times smaller than the input it is (nominally: valid convolutions
+            shave a pixel or two off, as in Inception).
+        description: what it is, e.g. "output of stage 2".
+    """
+
+    layer: str
+    stride: int
+    description: str
+
+    @property
+    def level(self):
+        """The pyramid level: `log2(stride)` (P2 is stride 4)."""
+        return round(math.log2(self.stride))
+
+
+@dataclasses.dataclass(frozen=True)
+class Structure:
+    """What a builder built, recorded while it built it; read by the timm converter and
+    `feature_extractor` instead of anything parsed from layer names.
+
+    Attributes:
+        features: the feature maps, shallow to deep.
+        blocks: `{block name: names of its layers, in the order they were made}`.
+        timm_modules: `{layer name: the timm module it corresponds to}` for every layer with
+            weights (`"layer1.0.conv1"`), empty for networks timm does not have.
+    """
+
+    features: tuple = ()
+    blocks: Mapping = dataclasses.field(default_factory=dict)
+    timm_modules: Mapping = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, "features", tuple(
+            f if isinstance(f, Feature) else Feature(**f) for f in self.features))
+        object.__setattr__(self, "blocks", types.MappingProxyType(
+            {name: tuple(layers) for name, layers in self.blocks.items()}))
+        object.__setattr__(self, "timm_modules", types.MappingProxyType(dict(self.timm_modules)))
+
+    def block_of(self, layer_name):
+        """The name of the block `layer_name` belongs to, or None (stem, head)."""
+        return next((block for block, layers in self.blocks.items() if layer_name in layers),
+                    None)
+
+    def get_config(self):
+        return {
+            "features": [dataclasses.asdict(feature) for feature in self.features],
+            "blocks": {name: list(layers) for name, layers in self.blocks.items()},
+            "timm_modules": dict(self.timm_modules),
+        }
+
+
+class Recorder:
+    """What a builder's body calls as it makes layers: `record(layer, timm="conv1")` notes the
+    layer (in the current block) and its timm module, and returns it; `with record.block(name)`
+    opens a block; `record.feature(layer_name, stride, description)` marks a feature map."""
+
+    def __init__(self):
+        self._features = []
+        self._blocks = {}
+        self._timm_modules = {}
+        self._prefix = None
+        self._block = None
+
+    def __call__(self, layer, timm=None):
+        if self._block is not None:
+            self._blocks[self._block].append(layer.name)
+        if timm is not None:
+            self._timm_modules[layer.name] = f"{self._prefix}.{timm}" if self._prefix else timm
+        return layer
+
+    @contextlib.contextmanager
+    def block(self, name, timm_prefix=None):
+        """Layers made inside belong to block `name`; their timm modules start with
+        `timm_prefix` (`"layer1.0"`)."""
+        self._blocks[name] = []
+        self._block, self._prefix = name, timm_prefix
+        try:
+            yield
+        finally:
+            self._block = self._prefix = None
+
+    def feature(self, layer, stride, description):
+        self._features.append(Feature(layer, stride, description))
+
+    def structure(self):
+        return Structure(self._features, self._blocks, self._timm_modules)
+
+
+@keras.saving.register_keras_serializable(package="keras_attn")
+class Network(keras.Model):
+    """A functional `keras.Model` built by `keras_attn.applications`, with its `structure`.
+
+    It is a functional model in every way (`layers`, `get_layer`, `fit`, `save`, `export`,
+    `clone_model`); its `.keras` file stores the `Structure` beside the layer graph, so a
+    reloaded network converts timm checkpoints and offers its feature maps as a built one does.
+
+    Args:
+        *args, **kwargs: `keras.Model`'s functional arguments (`inputs`, `outputs`, `name`).
+        structure: the `Structure` its builder recorded (None for a clone).
+
+    Example:
+
+    >>> model = keras_attn.applications.get_model("resnet50", depths=(1, 1, 1, 1),
+    ...                                           input_shape=(64, 64, 3), classes=10)
+    >>> [feature.layer for feature in model.structure.features]
+    ['stage1_block1_out', 'stage2_block1_out', 'stage3_block1_out', 'stage4_block1_out']
+    """
+
+    def __init__(self, *args, structure=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if isinstance(structure, Mapping):
+            structure = Structure(**structure)
+        self.structure = structure
+
+    def get_config(self):
+        config = super().get_config()
+        if self.structure is not None:
+            config["structure"] = self.structure.get_config()
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        structure = config.pop("structure", None)
+        model = super().from_config(config, custom_objects=custom_objects)
+        model.structure = None if structure is None else Structure(**structure)
+        return model
 
 
 def build_application(
@@ -26,7 +171,8 @@ def build_application(
 
     Args:
         spec: the network's row of the table (`NetworkSpec` or `InceptionSpec`).
-        body: `body(inputs, spec)` returns the last feature map.
+        body: `body(inputs, spec, record)` returns the last feature map; it makes its layers
+            through `record` (a `Recorder`).
         include_top: whether to end with global average pooling and a `classes`-way
             `Dense` layer named `predictions`.
         input_tensor: optional Keras tensor (the output of `keras.Input()`) to use as input.
@@ -39,28 +185,29 @@ def build_application(
         name: model name; defaults to `spec.name`.
 
     Returns:
-        A `keras.Model`.
+        A `Network`.
     """
     inputs = _inputs(spec, include_top, input_tensor, input_shape, pooling, classes,
                      classifier_activation)
-    x = body(inputs, spec)
+    record = Recorder()
+    x = body(inputs, spec, record)
     if include_top:
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
         # Under mixed precision the classifier (and its softmax) computes in float32, as the
         # Keras mixed-precision guide advises for a model's output.
-        x = keras.layers.Dense(
+        x = record(keras.layers.Dense(
             classes,
             activation=classifier_activation,
             name="predictions",
-            dtype=common.gate_dtype_policy(keras.config.dtype_policy()),
-        )(x)
+            dtype=gate_dtype_policy(keras.config.dtype_policy()),
+        ), timm=spec.timm_head)(x)
     elif pooling == "avg":
         x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     elif pooling == "max":
         x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
     if input_tensor is not None:
         inputs = keras.utils.get_source_inputs(input_tensor)
-    return keras.Model(inputs, x, name=name or spec.name)
+    return Network(inputs, x, name=name or spec.name, structure=record.structure())
 
 
 def _inputs(spec, include_top, input_tensor, input_shape, pooling, classes,
@@ -78,7 +225,7 @@ def _inputs(spec, include_top, input_tensor, input_shape, pooling, classes,
         )
     if pooling not in POOLINGS:
         raise ValueError(f"`pooling` must be one of {POOLINGS}; received pooling={pooling!r}.")
-    common.check_positive_int("classes", classes)
+    checks.check_positive_int("classes", classes)
     if include_top:
         try:
             keras.activations.get(classifier_activation)
@@ -104,7 +251,7 @@ def _inputs(spec, include_top, input_tensor, input_shape, pooling, classes,
             f"{input_shape}."
         )
     channels = input_shape[2]
-    if not common.is_integer(channels) or channels < 1:
+    if not checks.is_integer(channels) or channels < 1:
         raise ValueError(
             f"`{source}` needs a known number of channels >= 1 (3 for RGB); received {source} "
             f"shape {input_shape}."

@@ -9,7 +9,7 @@ from keras import ops
 
 from keras_attn import weights as published
 from keras_attn.applications import specs
-from keras_attn.layers import common
+from keras_attn.layers import checks
 
 NUM_CLASSES = 1000
 
@@ -104,7 +104,7 @@ def decode_predictions(preds, top=5):
             f"`decode_predictions` expects a batch of ImageNet predictions, shape (batch, "
             f"{NUM_CLASSES}); received an array of shape {preds.shape}."
         )
-    if not common.is_integer(top) or not 1 <= top <= NUM_CLASSES:
+    if not checks.is_integer(top) or not 1 <= top <= NUM_CLASSES:
         raise ValueError(f"`top` must be an integer in [1, {NUM_CLASSES}]; received top={top!r}.")
     top = int(top)
     classes = imagenet_classes()

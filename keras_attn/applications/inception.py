@@ -11,10 +11,12 @@ ceil-mode pooling) that the official SE-BN-Inception builds on.
 
 import keras
 
+from keras_attn import attention
 from keras_attn.applications.application import build_application
-from keras_attn.applications.resnet_family import GATE_SLOT_LAYERS
-from keras_attn.layers import common, conv
+from keras_attn.layers import common
 from keras_attn.layers.batch_norm import FusedBatchNormalization
+from keras_attn.layers.grouped_conv import conv2d
+from keras_attn.layers.pytorch import TorchConvGeometry
 
 
 def build_model(spec, **kwargs):
@@ -43,14 +45,19 @@ def _gate(x, spec, name):
     """The gate slot: an attention layer named `{name}_{gate}`, or nothing."""
     if spec.gate is None:
         return x
-    return GATE_SLOT_LAYERS[spec.gate](name=f"{name}_{spec.gate}", **spec.gate_args)(x)
+    return attention.get(spec.gate).layer(name=_gated_name(spec, name), **spec.gate_args)(x)
+
+
+def _gated_name(spec, name):
+    """The name of the layer whose output is module `name`'s, gate included."""
+    return name if spec.gate is None else f"{name}_{spec.gate}"
 
 
 def _conv_bn(x, filters, kernel_size, strides=1, padding="same", activation="relu",
              use_bias=False, *, name):
     """keras.applications' conv2d_bn: Conv2D, BatchNorm without scale (Keras defaults), ReLU."""
-    x = conv.conv2d(filters, kernel_size, strides=strides, padding=padding, use_bias=use_bias,
-                    name=f"{name}_conv")(x)
+    x = conv2d(filters, kernel_size, strides=strides, padding=padding, use_bias=use_bias,
+               name=f"{name}_conv")(x)
     if not use_bias:
         x = FusedBatchNormalization(scale=False, name=f"{name}_bn")(x)
     if activation is not None:
@@ -152,7 +159,7 @@ def _v3_inception_c(x, name):
     return _concatenate([branch1x1, branch3x3, branch3x3dbl, branch_pool], name)
 
 
-def _inception_v3(x, spec):
+def _inception_v3(x, spec, record):
     x = _stem(x)
     modules = (
         ("mixed0", lambda x, name: _inception_a(x, 32, name)),
@@ -169,6 +176,9 @@ def _inception_v3(x, spec):
     )
     for name, module in modules:
         x = _gate(module(x, name), spec, name)
+    for name, stride, size in (("mixed2", 8, 35), ("mixed7", 16, 17), ("mixed10", 32, 8)):
+        record.feature(_gated_name(spec, name), stride,
+                       f"output of {name}, the last {size}x{size} module at 299x299")
     return x
 
 
@@ -215,19 +225,23 @@ def _irv2_reduction_b(x, name):
     return _concatenate([branch_0, branch_1, branch_2, branch_pool], name)
 
 
-def _inception_resnet_v2(x, spec):
+def _inception_resnet_v2(x, spec, record):
     x = _stem(x)
     x = _inception_a(x, 64, "mixed_5b", filters_1x1=96)
     for index in range(1, 11):
         x = _irv2_residual_block(x, "block35", 0.17, spec, f"block35_{index}")
+    record.feature("block35_10_ac", 8, "output of block35_10, the last 35x35 block at 299x299")
     x = _reduction_a(x, "mixed_6a", reduce=256, middle=256, out=384)
     for index in range(1, 21):
         x = _irv2_residual_block(x, "block17", 0.1, spec, f"block17_{index}")
+    record.feature("block17_20_ac", 16, "output of block17_20, the last 17x17 block at 299x299")
     x = _irv2_reduction_b(x, "mixed_7a")
     for index in range(1, 10):
         x = _irv2_residual_block(x, "block8", 0.2, spec, f"block8_{index}")
     x = _irv2_residual_block(x, "block8", 1.0, spec, "block8_10", activation=None)
-    return _conv_bn(x, 1536, 1, name="conv_7b")
+    x = _conv_bn(x, 1536, 1, name="conv_7b")
+    record.feature("conv_7b_ac", 32, "output of conv_7b, the 8x8 map at 299x299")
+    return x
 
 
 # --- BN-Inception (Ioffe & Szegedy, 2015), as the released Caffe model -----------------------
@@ -275,10 +289,10 @@ def _check_bn_inception_size(spec, size):
 
 def _bn_conv(x, filters, kernel_size, strides=1, *, name):
     """Caffe's conv + BatchNorm (with scale) + ReLU, padded symmetrically as Caffe pads."""
-    geometry = common.TorchConvGeometry(kernel_size, strides)
+    geometry = TorchConvGeometry(kernel_size, strides)
     if geometry.padding:
         x = keras.layers.ZeroPadding2D(geometry.padding, name=f"{name}_pad")(x)
-    x = conv.conv2d(filters, kernel_size, name=name, **geometry.conv_kwargs)(x)
+    x = conv2d(filters, kernel_size, name=name, **geometry.conv_kwargs)(x)
     x = common.batch_norm(f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
@@ -309,7 +323,12 @@ def _bn_inception_module(x, row):
     return _concatenate(branches, f"{name}_output")
 
 
-def _bn_inception(x, spec):
+# The last module of each size, the network's feature maps: (module, stride, side at 224x224).
+_BN_INCEPTION_FEATURES = (("inception_3b", 8, 28), ("inception_4d", 16, 14),
+                          ("inception_5b", 32, 7))
+
+
+def _bn_inception(x, spec, record):
     for size in x.shape[1:3]:
         _check_bn_inception_size(spec, size)
     x = _bn_conv(x, 64, 7, 2, name="conv1_7x7_s2")
@@ -319,4 +338,8 @@ def _bn_inception(x, spec):
     x = _caffe_pool(x, "max", 2, "pool2_3x3_s2")
     for row in _BN_INCEPTION_MODULES:
         x = _gate(_bn_inception_module(x, row), spec, row[0])
+    for name, stride, size in _BN_INCEPTION_FEATURES:
+        output = _gated_name(spec, name) if spec.gate else f"{name}_output"
+        record.feature(output, stride, f"output of {name}, the last {size}x{size} module at "
+                       "224x224")
     return x

@@ -1,7 +1,8 @@
-"""Public constructors, `get_model`, `list_models` and `feature_extractor`.
+"""`get_model`, `list_models` and `feature_extractor`: the network registry.
 
-Constructors take the `keras.applications` arguments. `get_model(name, **overrides)` also
-takes any `NetworkSpec` field, so tests and users can shrink or change any row:
+`get_model(name, **overrides)` takes the `keras.applications` arguments and any `NetworkSpec`
+field, so tests and users can shrink or change any row (the public constructors,
+`keras_attn.applications.constructors`, call it):
 
     model = get_model("resnest50d", widths=(16, 32, 64, 128), depths=(1, 1, 1, 1),
                       input_shape=(64, 64, 3), classes=10)
@@ -9,9 +10,7 @@ takes any `NetworkSpec` field, so tests and users can shrink or change any row:
 
 import fnmatch
 import inspect
-import math
 import os
-import re
 
 import keras
 
@@ -133,16 +132,28 @@ def _check_imagenet_top(kwargs):
 
 
 def feature_extractor(name_or_model, **kwargs):
-    """A model whose outputs are the feature maps of every stage, for detection/segmentation.
+    """A model whose outputs are the network's feature maps, for detection and segmentation.
 
     Outputs are a dict keyed `P{level}` where the map is `2**level` times smaller than the
-    input, like keras-hub's `pyramid_outputs`: `P2`..`P5` (strides 4, 8, 16, 32) for the
-    ImageNet networks.
+    input, like keras-hub's `pyramid_outputs`, read from what the builder recorded
+    (`model.structure.features`):
+
+    - ResNet-family networks: the output of every stage, `P2`..`P5` (strides 4 to 32) for the
+      ImageNet networks (`P0`..`P2` for the CIFAR ones, whose stem does not stride);
+    - SE-Inception: `P3`, `P4`, `P5` (strides 8, 16, 32): the last module of each map size
+      (Inception-v3: mixed2, mixed7, mixed10; Inception-ResNet-v2: block35_10, block17_20,
+      conv_7b; BN-Inception: inception_3b, inception_4d, inception_5b), with its SE gate.
 
     Args:
         name_or_model: a registry name, built with `include_top=False` and `kwargs`, or a
-            model built by this package.
+            network built by this package (or loaded from its `.keras` file).
         **kwargs: `get_model` arguments, when a name is given.
+
+    Returns:
+        A functional `keras.Model` with the network's inputs.
+
+    Raises:
+        ValueError: a model and `kwargs` together, or a model this package did not build.
 
     Example:
 
@@ -159,304 +170,19 @@ def feature_extractor(name_or_model, **kwargs):
         )
     else:
         model = name_or_model
-    stage_outputs = {}
-    for layer in model.layers:
-        match = re.fullmatch(r"stage(\d+)_block(\d+)_out", layer.name)
-        if match:  # later blocks of a stage replace earlier ones
-            stage_outputs[int(match[1])] = layer.output
-    if not stage_outputs:
+    structure = getattr(model, "structure", None)
+    if not isinstance(model, keras.Model) or structure is None or not structure.features:
+        name = getattr(model, "name", type(model).__name__)
         raise ValueError(
-            f"Model {model.name!r} has no stage outputs (layers named 'stage<i>_block<j>_out'); "
-            "pass a network built by keras_attn."
+            f"Model {name!r} carries no record of its feature maps: pass a registry name or a "
+            "network built by keras_attn.applications (or loaded from its .keras file)."
         )
-    outputs = [stage_outputs[stage] for stage in sorted(stage_outputs)]
-    levels = _pyramid_levels(model, outputs)
     return keras.Model(
         model.inputs,
-        {f"P{level}": output for level, output in zip(levels, outputs)},
+        {f"P{feature.level}": model.get_layer(feature.layer).output
+         for feature in structure.features},
         name=f"{model.name}_features",
     )
-
-
-def _pyramid_levels(model, outputs):
-    input_shape = model.inputs[0].shape
-    height = input_shape[1]
-    if height is None or any(output.shape[1] is None for output in outputs):
-        height = 1024  # a probe: shapes only, nothing is computed
-        probe = keras.Model(model.inputs, outputs)
-        shapes = probe.compute_output_spec(
-            keras.KerasTensor((1, height, height, input_shape[-1]))
-        )
-        sizes = [shape.shape[1] for shape in shapes]
-    else:
-        sizes = [output.shape[1] for output in outputs]
-    # Stage by stage rather than each from the input: a stride-2 layer gives ceil(size / 2),
-    # so on a small odd input (33 -> 9, 5, 3, 2) log2(input / size) drifts a level low, while
-    # each halving, 5 -> 3 or 3 -> 2, still has a ratio of 1.5 or more.
-    levels = [round(math.log2(height / sizes[0]))]
-    for previous, size in zip(sizes, sizes[1:]):
-        levels.append(levels[-1] + round(math.log2(previous / size)))
-    return levels
-
-
-_CONSTRUCTOR_DOC = """
-    Args:
-        include_top: whether to include the classifier (global average pooling and a
-            `Dense` layer named `predictions`).
-        weights: "imagenet" (the published weights of the default tag, downloaded once
-            and cached), a published tag, None (random initialisation), or the path to a
-            `.weights.h5` file or a timm checkpoint.
-        input_tensor: optional Keras tensor (output of `keras.Input()`) to use as input.
-        input_shape: optional `(height, width, channels)`; by default
-            `({size}, {size}, 3)` with `include_top`, else `(None, None, 3)`. Height and
-            width must be at least {stride}.
-        pooling: with `include_top=False`: None for the 4D feature map, "avg" or "max".
-        classes: number of classes of the classifier.
-        classifier_activation: activation of the classifier, or None to return logits.
-        name: the model's name; defaults to `"{registry_name}"`.
-
-    Returns:
-        A `keras.Model` of the {family} family, registry name `"{registry_name}"`.
-
-    Example:
-
-    >>> model = keras_attn.applications.{function}()
-    >>> images = keras_attn.applications.preprocess_input(pixels, model="{registry_name}")
-    >>> keras_attn.applications.decode_predictions(model.predict(images))
-    """
-
-
-def _application(registry_name, paper_note, summary):
-    """Documents a constructor from its registry row; the function body stays explicit."""
-
-    def decorate(function):
-        spec = specs.SPECS[registry_name]
-        function.registry_name = registry_name
-        paper = specs.PAPERS[spec.paper]
-        function.__doc__ = (
-            f"{summary} {paper_note}\n\n    Reference: {paper} ({paper.url}).\n"
-            + _CONSTRUCTOR_DOC.format(
-                size=spec.default_size,
-                stride=spec.min_input_size,
-                registry_name=registry_name,
-                function=function.__name__,
-                family=spec.family,
-            )
-        )
-        return function
-
-    return decorate
-
-
-def _build(registry_name, include_top, weights, input_tensor, input_shape, pooling, classes,
-           classifier_activation, name):
-    return get_model(
-        registry_name,
-        weights=weights,
-        include_top=include_top,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        name=name,
-    )
-
-
-@_application("seresnet18", "Basic blocks with an SE gate.", "SE-ResNet-18.")
-def SEResNet18(include_top=True, weights=None, input_tensor=None, input_shape=None,
-               pooling=None, classes=1000, classifier_activation="softmax", name=None):
-    return _build("seresnet18", include_top, weights, input_tensor, input_shape, pooling,
-                  classes, classifier_activation, name)
-
-
-@_application("seresnet34", "Basic blocks with an SE gate.", "SE-ResNet-34.")
-def SEResNet34(include_top=True, weights=None, input_tensor=None, input_shape=None,
-               pooling=None, classes=1000, classifier_activation="softmax", name=None):
-    return _build("seresnet34", include_top, weights, input_tensor, input_shape, pooling,
-                  classes, classifier_activation, name)
-
-
-@_application("seresnet50", "Bottleneck blocks with an SE gate (ratio 1/16).", "SE-ResNet-50.")
-def SEResNet50(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
-               pooling=None, classes=1000, classifier_activation="softmax", name=None):
-    return _build("seresnet50", include_top, weights, input_tensor, input_shape, pooling,
-                  classes, classifier_activation, name)
-
-
-@_application("seresnet101", "Bottleneck blocks with an SE gate.", "SE-ResNet-101.")
-def SEResNet101(include_top=True, weights=None, input_tensor=None, input_shape=None,
-                pooling=None, classes=1000, classifier_activation="softmax", name=None):
-    return _build("seresnet101", include_top, weights, input_tensor, input_shape, pooling,
-                  classes, classifier_activation, name)
-
-
-@_application("seresnet152", "Bottleneck blocks with an SE gate.", "SE-ResNet-152.")
-def SEResNet152(include_top=True, weights=None, input_tensor=None, input_shape=None,
-                pooling=None, classes=1000, classifier_activation="softmax", name=None):
-    return _build("seresnet152", include_top, weights, input_tensor, input_shape, pooling,
-                  classes, classifier_activation, name)
-
-
-@_application("seresnext50_32x4d", "ResNeXt-50 (32x4d) with SE gates.", "SE-ResNeXt-50 (32x4d).")
-def SEResNeXt50(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
-                pooling=None, classes=1000, classifier_activation="softmax", name=None):
-    return _build("seresnext50_32x4d", include_top, weights, input_tensor, input_shape,
-                  pooling, classes, classifier_activation, name)
-
-
-@_application(
-    "seresnext101_32x4d", "ResNeXt-101 (32x4d) with SE gates.", "SE-ResNeXt-101 (32x4d)."
-)
-def SEResNeXt101(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
-                 pooling=None, classes=1000, classifier_activation="softmax", name=None):
-    return _build("seresnext101_32x4d", include_top, weights, input_tensor, input_shape,
-                  pooling, classes, classifier_activation, name)
-
-
-@_application(
-    "senet154",
-    "64x4d bottlenecks (first 1x1 halved), a deep stem and 3x3 strided shortcuts.",
-    "SENet-154, the ILSVRC 2017 winning network.",
-)
-def SENet154(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
-             pooling=None, classes=1000, classifier_activation="softmax", name=None):
-    return _build("senet154", include_top, weights, input_tensor, input_shape, pooling,
-                  classes, classifier_activation, name)
-
-
-@_application("resnext50_32x4d", "Cardinality 32, width 4 per group.", "ResNeXt-50 (32x4d).")
-def ResNeXt50(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
-              pooling=None, classes=1000, classifier_activation="softmax", name=None):
-    return _build("resnext50_32x4d", include_top, weights, input_tensor, input_shape,
-                  pooling, classes, classifier_activation, name)
-
-
-@_application("resnext101_32x4d", "Cardinality 32, width 4 per group.", "ResNeXt-101 (32x4d).")
-def ResNeXt101(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
-               pooling=None, classes=1000, classifier_activation="softmax", name=None):
-    return _build("resnext101_32x4d", include_top, weights, input_tensor, input_shape,
-                  pooling, classes, classifier_activation, name)
-
-
-@_application(
-    "skresnet18", "Basic blocks whose first 3x3 is a Selective Kernel convolution.",
-    "SK-ResNet-18.",
-)
-def SKResNet18(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
-               pooling=None, classes=1000, classifier_activation="softmax", name=None):
-    return _build("skresnet18", include_top, weights, input_tensor, input_shape, pooling,
-                  classes, classifier_activation, name)
-
-
-@_application(
-    "skresnet34", "Basic blocks whose first 3x3 is a Selective Kernel convolution.",
-    "SK-ResNet-34.",
-)
-def SKResNet34(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
-               pooling=None, classes=1000, classifier_activation="softmax", name=None):
-    return _build("skresnet34", include_top, weights, input_tensor, input_shape, pooling,
-                  classes, classifier_activation, name)
-
-
-@_application(
-    "skresnext50_32x4d",
-    "ResNeXt-50 (32x4d) with Selective Kernel convolutions (M=2, G=32, r=16, L=32).",
-    "SKNet-50, the paper's network.",
-)
-def SKNet50(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
-            pooling=None, classes=1000, classifier_activation="softmax", name=None):
-    return _build("skresnext50_32x4d", include_top, weights, input_tensor, input_shape,
-                  pooling, classes, classifier_activation, name)
-
-
-@_application(
-    "sknet101",
-    "ResNeXt-101 (32x4d) with Selective Kernel convolutions; 48.9M parameters (Table 2).",
-    "SKNet-101.",
-)
-def SKNet101(include_top=True, weights=None, input_tensor=None, input_shape=None,
-             pooling=None, classes=1000, classifier_activation="softmax", name=None):
-    return _build("sknet101", include_top, weights, input_tensor, input_shape, pooling,
-                  classes, classifier_activation, name)
-
-
-@_application("resnest14d", "Radix 2, deep stem, average-pool shortcuts.", "ResNeSt-14.")
-def ResNeSt14(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
-              pooling=None, classes=1000, classifier_activation="softmax", name=None):
-    return _build("resnest14d", include_top, weights, input_tensor, input_shape, pooling,
-                  classes, classifier_activation, name)
-
-
-@_application("resnest26d", "Radix 2, deep stem, average-pool shortcuts.", "ResNeSt-26.")
-def ResNeSt26(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
-              pooling=None, classes=1000, classifier_activation="softmax", name=None):
-    return _build("resnest26d", include_top, weights, input_tensor, input_shape, pooling,
-                  classes, classifier_activation, name)
-
-
-@_application("resnest50d", "Radix 2, deep stem, average-pool shortcuts.", "ResNeSt-50.")
-def ResNeSt50(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
-              pooling=None, classes=1000, classifier_activation="softmax", name=None):
-    return _build("resnest50d", include_top, weights, input_tensor, input_shape, pooling,
-                  classes, classifier_activation, name)
-
-
-@_application("resnest101e", "Radix 2, 64-wide deep stem, 256x256 input.", "ResNeSt-101.")
-def ResNeSt101(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
-               pooling=None, classes=1000, classifier_activation="softmax", name=None):
-    return _build("resnest101e", include_top, weights, input_tensor, input_shape, pooling,
-                  classes, classifier_activation, name)
-
-
-@_application("resnest200e", "Radix 2, 64-wide deep stem, 320x320 input.", "ResNeSt-200.")
-def ResNeSt200(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
-               pooling=None, classes=1000, classifier_activation="softmax", name=None):
-    return _build("resnest200e", include_top, weights, input_tensor, input_shape, pooling,
-                  classes, classifier_activation, name)
-
-
-@_application("resnest269e", "Radix 2, 64-wide deep stem, 416x416 input.", "ResNeSt-269.")
-def ResNeSt269(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
-               pooling=None, classes=1000, classifier_activation="softmax", name=None):
-    return _build("resnest269e", include_top, weights, input_tensor, input_shape, pooling,
-                  classes, classifier_activation, name)
-
-
-@_application(
-    "se_inception_v3",
-    "SE gate after each of the 11 Inception modules; with gate=None it is "
-    "keras.applications.InceptionV3.",
-    "SE-Inception-v3.",
-)
-def SEInceptionV3(include_top=True, weights=None, input_tensor=None, input_shape=None,
-                  pooling=None, classes=1000, classifier_activation="softmax", name=None):
-    return _build("se_inception_v3", include_top, weights, input_tensor, input_shape, pooling,
-                  classes, classifier_activation, name)
-
-
-@_application(
-    "se_inception_resnet_v2",
-    "SE gate on the residual branch of each Inception-ResNet block, before the scaled add; "
-    "with gate=None it is keras.applications.InceptionResNetV2.",
-    "SE-Inception-ResNet-v2.",
-)
-def SEInceptionResNetV2(include_top=True, weights=None, input_tensor=None, input_shape=None,
-                        pooling=None, classes=1000, classifier_activation="softmax", name=None):
-    return _build("se_inception_resnet_v2", include_top, weights, input_tensor, input_shape,
-                  pooling, classes, classifier_activation, name)
-
-
-@_application(
-    "se_bn_inception",
-    "BN-Inception (Inception-v2) with an SE gate after each module, as the official "
-    "SE-BN-Inception release.",
-    "SE-BN-Inception.",
-)
-def SEBNInception(include_top=True, weights=None, input_tensor=None, input_shape=None,
-                  pooling=None, classes=1000, classifier_activation="softmax", name=None):
-    return _build("se_bn_inception", include_top, weights, input_tensor, input_shape, pooling,
-                  classes, classifier_activation, name)
 
 
 def count_parameters(name, **overrides):
@@ -466,62 +192,3 @@ def count_parameters(name, **overrides):
     del model
     keras.backend.clear_session()
     return count
-
-
-def markdown_table(param_counts):
-    """The README's model table: one row per registry name.
-
-    Args:
-        param_counts: `{name: count_params()}` for every name (see `count_parameters`).
-    """
-    constructors = {function.registry_name: function.__name__ for function in CONSTRUCTORS}
-    lines = [
-        "| name | constructor | parameters | input size | family | paper |",
-        "|---|---|---:|---:|---|---|",
-    ]
-    for name in list_models():
-        spec = specs.SPECS[name]
-        paper = specs.PAPERS[spec.paper]
-        constructor = f"`{constructors[name]}`" if name in constructors else ""
-        lines.append(
-            f"| `{name}` | {constructor} | {param_counts[name]:,} | {spec.default_size} "
-            f"| {spec.family} | [{paper.citation}]({paper.url}) |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-# SE networks whose cost the README reports against the same network with gate=None.
-GATE_OVERHEAD_NAMES = (
-    "seresnet50", "seresnext50_32x4d", "senet154", "se_inception_v3", "se_inception_resnet_v2",
-    "se_bn_inception",
-)
-# What the SENet paper reports (Section 5: ~2.5M parameters on ResNet-50's ~25M).
-_PAPER_OVERHEAD = {"seresnet50": "~10%"}
-
-
-def markdown_gate_overhead(param_counts, ungated_counts):
-    """The README's table of what the SE gates cost in parameters.
-
-    Args:
-        param_counts: `{name: count_params()}` with the gates.
-        ungated_counts: `{name: count_parameters(name, gate=None)}`.
-    """
-    lines = [
-        "| name | parameters | without gates | SE overhead | paper |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for name in GATE_OVERHEAD_NAMES:
-        gated, ungated = param_counts[name], ungated_counts[name]
-        lines.append(
-            f"| `{name}` | {gated:,} | {ungated:,} | {100 * (gated / ungated - 1):.1f}% "
-            f"| {_PAPER_OVERHEAD.get(name, '')} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-CONSTRUCTORS = (
-    SEResNet18, SEResNet34, SEResNet50, SEResNet101, SEResNet152, SEResNeXt50, SEResNeXt101,
-    SENet154, ResNeXt50, ResNeXt101, SKResNet18, SKResNet34, SKNet50, SKNet101, ResNeSt14,
-    ResNeSt26, ResNeSt50, ResNeSt101, ResNeSt200, ResNeSt269, SEInceptionV3,
-    SEInceptionResNetV2, SEBNInception,
-)

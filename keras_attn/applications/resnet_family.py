@@ -1,23 +1,24 @@
-"""The one builder: a `NetworkSpec` row becomes a functional `keras.Model`.
+"""The one builder: a `NetworkSpec` row becomes a `Network` (a functional `keras.Model`).
 
-Every block is assembled from the same parts; attention enters through two slots only:
-the conv slot replaces the 3x3 convolution (and takes its stride), the gate slot runs after
-the block's last BatchNorm, before the residual add.
+Every block is assembled from the same parts; attention enters through two slots only (see
+`keras_attn.attention`): the conv slot replaces the 3x3 convolution (and takes its stride),
+the gate slot runs after the block's last BatchNorm, before the residual add.
 
 Layer names are deterministic (`stem_conv1`, `stage2_block1_conv2`, `stage2_block1_se`,
-`stage2_block1_down_conv`, `predictions`, ...) so that one table in `keras_attn.convert`
-maps them to timm's keys. Padding and pooling reproduce PyTorch's exactly (explicit
-symmetric `ZeroPadding2D` before strided convolutions), so timm checkpoints give timm's
-logits.
+`stage2_block1_down_conv`, `predictions`, ...). As it makes each layer, the builder records
+the timm module it corresponds to, in the naming of the timm source file the row names
+(`NetworkSpec.timm_layout`), and the network's stage outputs: the timm converter and
+`feature_extractor` read that record. Padding and pooling reproduce PyTorch's exactly (explicit
+symmetric `ZeroPadding2D` before strided convolutions), so timm checkpoints give timm's logits.
 """
 
 import keras
 
+from keras_attn import attention
 from keras_attn.applications.application import build_application
-from keras_attn.layers import SelectiveKernel, SplitAttention, SqueezeExcite, common, conv
-
-CONV_SLOT_LAYERS = {"sk": SelectiveKernel, "splat": SplitAttention}
-GATE_SLOT_LAYERS = {"se": SqueezeExcite}
+from keras_attn.layers import common
+from keras_attn.layers.grouped_conv import conv2d
+from keras_attn.layers.pytorch import TorchConvGeometry
 
 
 def build_model(spec, **kwargs):
@@ -29,107 +30,120 @@ def build_model(spec, **kwargs):
             `keras_attn.applications.application.build_application`.
 
     Returns:
-        A `keras.Model`.
+        A `keras_attn.applications.Network`.
     """
     return build_application(spec, _body, **kwargs)
 
 
-def _body(inputs, spec):
-    x = _stem(inputs, spec)
+def _body(inputs, spec, record):
+    x = _stem(inputs, spec, record)
+    stride = spec.total_stride // 2 ** (len(spec.depths) - 1)
     for stage, (depth, planes) in enumerate(zip(spec.depths, spec.widths), start=1):
         for index in range(1, depth + 1):
             strides = 2 if stage > 1 and index == 1 else 1
-            x = _block(x, spec, planes, strides, name=f"stage{stage}_block{index}")
+            name = f"stage{stage}_block{index}"
+            with record.block(name, timm_prefix=f"{spec.timm_stage(stage)}.{index - 1}"):
+                x = _block(x, spec, planes, strides, record, name=name)
+        stride *= 2 if stage > 1 else 1
+        record.feature(f"{name}_out", stride, f"output of stage {stage}")
     return x
 
 
-def _conv_bn(x, filters, kernel_size, strides=1, groups=1, activation=True, *, name, index):
-    """Convolution + BatchNorm (+ ReLU), padded as PyTorch pads it."""
-    geometry = common.TorchConvGeometry(kernel_size, strides)
+def _conv_bn(x, filters, kernel_size, record, strides=1, groups=1, activation=True, *, name,
+             index, timm=None):
+    """Convolution + BatchNorm (+ ReLU), padded as PyTorch pads it. `timm` is the pair of timm
+    modules of the convolution and the BatchNorm."""
+    geometry = TorchConvGeometry(kernel_size, strides)
     if geometry.padding:
-        x = keras.layers.ZeroPadding2D(geometry.padding, name=f"{name}_pad{index}")(x)
-    x = conv.conv2d(
+        x = record(keras.layers.ZeroPadding2D(geometry.padding, name=f"{name}_pad{index}"))(x)
+    conv_module, bn_module = timm or (None, None)
+    x = record(conv2d(
         filters,
         kernel_size,
         groups=groups,
         use_bias=False,
         name=f"{name}_conv{index}",
         **geometry.conv_kwargs,
-    )(x)
-    x = common.batch_norm(f"{name}_bn{index}")(x)
+    ), timm=conv_module)(x)
+    x = record(common.batch_norm(f"{name}_bn{index}"), timm=bn_module)(x)
     if activation:
-        x = keras.layers.ReLU(name=f"{name}_relu{index}")(x)
+        x = record(keras.layers.ReLU(name=f"{name}_relu{index}"))(x)
     return x
 
 
-def _stem(x, spec):
-    if spec.stem == "plain":
-        x = _conv_bn(x, spec.stem_width, 7, 2, name="stem", index=1)
-    elif spec.stem == "cifar":
-        x = _conv_bn(x, spec.stem_width, 3, 1, name="stem", index=1)
+def _stem(x, spec, record):
+    if spec.stem in ("plain", "cifar"):
+        kernel_size, strides = (7, 2) if spec.stem == "plain" else (3, 1)
+        x = _conv_bn(x, spec.stem_width, kernel_size, record, strides, name="stem", index=1,
+                     timm=spec.timm_stem(1, 1))
     else:
         first = 3 * (spec.stem_width // 4) if spec.stem == "deep_tiered" else spec.stem_width
         widths = (first, spec.stem_width, 2 * spec.stem_width)
         for index, (width, strides) in enumerate(zip(widths, (2, 1, 1)), start=1):
-            x = _conv_bn(x, width, 3, strides, name="stem", index=index)
+            x = _conv_bn(x, width, 3, record, strides, name="stem", index=index,
+                         timm=spec.timm_stem(index, 3))
     # Zero padding equals PyTorch's -inf padding here: the pool follows a ReLU.
     if spec.stem_pool == "max":
-        x = keras.layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
+        x = record(keras.layers.ZeroPadding2D(1, name="stem_pool_pad"))(x)
     elif spec.stem_pool == "max_ceil":
-        x = keras.layers.ZeroPadding2D(((0, 1), (0, 1)), name="stem_pool_pad")(x)
+        x = record(keras.layers.ZeroPadding2D(((0, 1), (0, 1)), name="stem_pool_pad"))(x)
     if spec.stem_pool is not None:
-        x = keras.layers.MaxPooling2D(3, 2, name="stem_pool")(x)
+        x = record(keras.layers.MaxPooling2D(3, 2, name="stem_pool"))(x)
     return x
 
 
-def _conv_slot(x, spec, filters, strides, *, name, index):
+def _conv_slot(x, spec, filters, strides, record, *, name, index):
     """The 3x3 convolution with BatchNorm and ReLU, or the attention layer that replaces it."""
     if spec.conv == "plain":
-        return _conv_bn(x, filters, 3, strides, groups=spec.cardinality, name=name, index=index)
-    layer = CONV_SLOT_LAYERS[spec.conv](
+        return _conv_bn(x, filters, 3, record, strides, groups=spec.cardinality, name=name,
+                        index=index, timm=spec.timm_block_conv(index))
+    layer = attention.get(spec.conv).layer(
         filters,
         strides=strides,
         cardinality=spec.cardinality,
         name=f"{name}_conv{index}",
         **spec.conv_args,
     )
-    return layer(x)
+    return record(layer, timm=f"conv{index}")(x)
 
 
-def _gate_slot(x, spec, *, name):
+def _gate_slot(x, spec, record, *, name):
     if spec.gate is None:
         return x
-    return GATE_SLOT_LAYERS[spec.gate](name=f"{name}_{spec.gate}", **spec.gate_args)(x)
+    layer = attention.get(spec.gate).layer(name=f"{name}_{spec.gate}", **spec.gate_args)
+    return record(layer, timm=spec.timm_gate)(x)
 
 
-def _shortcut(x, spec, filters, strides, *, name):
+def _shortcut(x, spec, filters, strides, record, *, name):
     if strides == 1 and x.shape[-1] == filters:
         return x
     if spec.shortcut == "avg":
         if strides > 1:
             # PyTorch's AvgPool2d(2, ceil_mode=True, count_include_pad=False): "same" padding
             # adds the odd row at the end and leaves it out of the average.
-            x = keras.layers.AveragePooling2D(
-                2, strides, padding="same", name=f"{name}_down_pool"
-            )(x)
-        return _conv_bn(x, filters, 1, activation=False, name=f"{name}_down", index="")
+            x = record(keras.layers.AveragePooling2D(
+                2, strides, padding="same", name=f"{name}_down_pool"))(x)
+        # timm's downsample is Sequential(pool, conv, bn), the pool an Identity at stride 1.
+        return _conv_bn(x, filters, 1, record, activation=False, name=f"{name}_down", index="",
+                        timm=("downsample.1", "downsample.2"))
     kernel_size = spec.shortcut_kernel if strides > 1 else 1
-    return _conv_bn(
-        x, filters, kernel_size, strides, activation=False, name=f"{name}_down", index=""
-    )
+    return _conv_bn(x, filters, kernel_size, record, strides, activation=False,
+                    name=f"{name}_down", index="", timm=("downsample.0", "downsample.1"))
 
 
-def _avd_pool(x, strides, *, name):
+def _avd_pool(x, strides, record, *, name):
     # PyTorch's AvgPool2d(3, stride, padding=1), which counts the zero padding.
-    x = keras.layers.ZeroPadding2D(1, name=f"{name}_avd_pad")(x)
-    return keras.layers.AveragePooling2D(3, strides, name=f"{name}_avd_pool")(x)
+    x = record(keras.layers.ZeroPadding2D(1, name=f"{name}_avd_pad"))(x)
+    return record(keras.layers.AveragePooling2D(3, strides, name=f"{name}_avd_pool"))(x)
 
 
-def _block(x, spec, planes, strides, *, name):
-    shortcut = _shortcut(x, spec, planes * spec.expansion, strides, name=name)
+def _block(x, spec, planes, strides, record, *, name):
+    shortcut = _shortcut(x, spec, planes * spec.expansion, strides, record, name=name)
     if spec.block == "basic":
-        y = _conv_slot(x, spec, planes // spec.reduce_first, strides, name=name, index=1)
-        y = _conv_bn(y, planes, 3, activation=False, name=name, index=2)
+        y = _conv_slot(x, spec, planes // spec.reduce_first, strides, record, name=name,
+                       index=1)
+        y = _conv_bn(y, planes, 3, record, activation=False, name=name, index=2,
+                     timm=spec.timm_block_conv(2))
     else:
         width = planes * spec.base_width // 64 * spec.cardinality
         if width == 0:
@@ -146,16 +160,18 @@ def _block(x, spec, planes, strides, *, name):
                 f"reduce_first={spec.reduce_first})."
             )
         first_strides, slot_strides = (strides, 1) if spec.stride_in_1x1 else (1, strides)
-        y = _conv_bn(x, width // spec.reduce_first, 1, first_strides, name=name, index=1)
+        y = _conv_bn(x, width // spec.reduce_first, 1, record, first_strides, name=name,
+                     index=1, timm=spec.timm_block_conv(1))
         avd_strides = 1
         if spec.avd and slot_strides > 1:
             avd_strides, slot_strides = slot_strides, 1
         if avd_strides > 1 and spec.avd_first:
-            y = _avd_pool(y, avd_strides, name=name)
-        y = _conv_slot(y, spec, width, slot_strides, name=name, index=2)
+            y = _avd_pool(y, avd_strides, record, name=name)
+        y = _conv_slot(y, spec, width, slot_strides, record, name=name, index=2)
         if avd_strides > 1 and not spec.avd_first:
-            y = _avd_pool(y, avd_strides, name=name)
-        y = _conv_bn(y, planes * spec.expansion, 1, activation=False, name=name, index=3)
-    y = _gate_slot(y, spec, name=name)
-    y = keras.layers.Add(name=f"{name}_add")([y, shortcut])
-    return keras.layers.ReLU(name=f"{name}_out")(y)
+            y = _avd_pool(y, avd_strides, record, name=name)
+        y = _conv_bn(y, planes * spec.expansion, 1, record, activation=False, name=name,
+                     index=3, timm=spec.timm_block_conv(3))
+    y = _gate_slot(y, spec, record, name=name)
+    y = record(keras.layers.Add(name=f"{name}_add"))([y, shortcut])
+    return record(keras.layers.ReLU(name=f"{name}_out"))(y)

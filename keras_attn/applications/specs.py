@@ -10,22 +10,14 @@ import difflib
 import types
 from collections.abc import Mapping
 
-from keras_attn.layers import common
+from keras_attn import attention
+from keras_attn.attention import Paper
+from keras_attn.layers import checks
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-
-@dataclasses.dataclass(frozen=True)
-class Paper:
-    citation: str
-    title: str
-    url: str
-
-    def __str__(self):
-        return f"{self.citation}, {self.title}"
-
-
+# The papers rows cite: the networks' own, and the attention kinds' (from their registry entry).
 PAPERS = {
     "resnet": Paper(
         "He et al., CVPR 2016", "Deep Residual Learning for Image Recognition",
@@ -39,17 +31,9 @@ PAPERS = {
         "Xie et al., CVPR 2017", "Aggregated Residual Transformations for Deep Neural Networks",
         "https://arxiv.org/abs/1611.05431",
     ),
-    "senet": Paper(
-        "Hu et al., CVPR 2018", "Squeeze-and-Excitation Networks",
-        "https://arxiv.org/abs/1709.01507",
-    ),
-    "sknet": Paper(
-        "Li et al., CVPR 2019", "Selective Kernel Networks", "https://arxiv.org/abs/1903.06586"
-    ),
-    "resnest": Paper(
-        "Zhang et al., 2020", "ResNeSt: Split-Attention Networks",
-        "https://arxiv.org/abs/2004.08955",
-    ),
+    "senet": attention.SQUEEZE_EXCITE.paper,
+    "sknet": attention.SELECTIVE_KERNEL.paper,
+    "resnest": attention.SPLIT_ATTENTION.paper,
     "inception_v3": Paper(
         "Szegedy et al., CVPR 2016", "Rethinking the Inception Architecture for Computer Vision",
         "https://arxiv.org/abs/1512.00567",
@@ -71,19 +55,10 @@ BLOCKS = ("basic", "bottleneck")
 STEMS = ("plain", "deep", "deep_tiered", "cifar")
 STEM_POOLS = (None, "max", "max_ceil")
 SHORTCUTS = ("conv", "avg")
-CONVS = ("plain", "sk", "splat")
-GATES = (None, "se")
-
-# Keyword arguments each slot accepts, passed to its layer (keras_attn.layers).
-CONV_ARGS = {
-    "plain": (),
-    "sk": ("kernel_size", "rd_ratio", "rd_channels", "rd_divisor", "keep_3x3", "split_input"),
-    "splat": ("radix", "rd_ratio", "rd_channels", "rd_divisor"),
-}
-GATE_ARGS = {
-    None: (),
-    "se": ("rd_ratio", "rd_channels", "rd_divisor", "activation", "gate_activation"),
-}
+# The timm source file whose module names a row's checkpoints use: resnet.py (ResNet, and the
+# ResNeSt and SE blocks it hosts), sknet.py (Selective Kernel blocks, whose plain convolutions
+# are ConvNormAct modules) or senet.py (the legacy, Caffe-converted SENets).
+TIMM_LAYOUTS = ("resnet", "sknet", "senet")
 
 
 def _frozen_mapping(value, field):
@@ -97,7 +72,7 @@ def _int_tuple(value, field):
         items = tuple(value)
     except TypeError:
         items = None
-    if not items or not all(common.is_integer(v) and v >= 1 for v in items):
+    if not items or not all(checks.is_integer(v) and v >= 1 for v in items):
         raise ValueError(
             f"`{field}` must be a non-empty sequence of positive integers; received {value!r}."
         )
@@ -109,10 +84,32 @@ def _check_choice(field, value, choices):
         raise ValueError(f"`{field}` must be one of {choices}; received {field}={value!r}.")
 
 
+def _check_slot(row, slot, field, plain):
+    """Checks a slot field (`gate` or `conv`) and its arguments against the attention
+    registry; `plain` is the slot's value without attention (None or "plain")."""
+    value, arguments = getattr(row, field), getattr(row, f"{field}_args")
+    if value == plain:
+        allowed = ()
+    else:
+        names = [kind.name for kind in attention.kinds(slot)]
+        if value not in names:
+            raise ValueError(
+                f"`{field}` must be {plain!r} or a registered {slot}-slot attention kind "
+                f"{names}; received {field}={value!r}."
+            )
+        allowed = attention.get(value).arguments
+    unknown = sorted(set(arguments) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"`{field}_args` has arguments {unknown} that the {value!r} slot does not take; "
+            f"it takes {list(allowed)}."
+        )
+
+
 def _set_int(row, field, minimum=1):
     """Stores `row.field` as a Python int (rows built from arrays or configs hold NumPy's);
     raises unless it is an integer >= `minimum`."""
-    value = common.check_positive_int(field, getattr(row, field), minimum)
+    value = checks.check_positive_int(field, getattr(row, field), minimum)
     object.__setattr__(row, field, value)  # noqa: PLC2801 (frozen dataclass)
 
 
@@ -134,14 +131,8 @@ class _Row:
         return dataclasses.replace(self, **changes)
 
     def _check_gate(self):
-        _check_choice("gate", self.gate, GATES)
+        _check_slot(self, "gate", "gate", None)
         _check_choice("paper", self.paper, tuple(PAPERS))
-        unknown = sorted(set(self.gate_args) - set(GATE_ARGS[self.gate]))
-        if unknown:
-            raise ValueError(
-                f"`gate_args` has arguments {unknown} that the {self.gate!r} slot does not take; "
-                f"it takes {list(GATE_ARGS[self.gate])}."
-            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,15 +160,18 @@ class NetworkSpec(_Row):
         stride_in_1x1: put the bottleneck's stride on its first 1x1 convolution (the layout of
             the released Caffe SE-ResNets) instead of its 3x3.
         conv: the conv slot, which replaces the 3x3 convolution and takes the stride:
-            "plain", "sk" (`SelectiveKernel`) or "splat" (`SplitAttention`).
+            "plain" or a conv-slot kind of `keras_attn.attention` ("sk": `SelectiveKernel`,
+            "splat": `SplitAttention`).
         conv_args: keyword arguments of the conv slot's layer.
-        gate: the gate slot, after the last BatchNorm and before the residual add: None or
-            "se" (`SqueezeExcite`).
+        gate: the gate slot, after the last BatchNorm and before the residual add: None or a
+            gate-slot kind of `keras_attn.attention` ("se": `SqueezeExcite`).
         gate_args: keyword arguments of the gate slot's layer.
         avd: in strided bottlenecks, move the stride to a 3x3 average pool (ResNeSt).
         avd_first: put that pool before the conv slot instead of after it.
         default_size: input height and width of the published weights.
         mean, std: per-channel normalisation of [0, 1] pixels the network expects.
+        timm_layout: the timm source file whose module names its checkpoints use: "resnet",
+            "sknet" or "senet" (`TIMM_LAYOUTS`).
     """
 
     name: str
@@ -204,6 +198,7 @@ class NetworkSpec(_Row):
     default_size: int = 224
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    timm_layout: str = "resnet"
 
     def __post_init__(self):
         set_field = object.__setattr__.__get__(self)  # noqa: PLC2801 (frozen dataclass)
@@ -220,7 +215,8 @@ class NetworkSpec(_Row):
         _check_choice("stem", self.stem, STEMS)
         _check_choice("stem_pool", self.stem_pool, STEM_POOLS)
         _check_choice("shortcut", self.shortcut, SHORTCUTS)
-        _check_choice("conv", self.conv, CONVS)
+        _check_choice("timm_layout", self.timm_layout, TIMM_LAYOUTS)
+        _check_slot(self, "conv", "conv", "plain")
         self._check_gate()
         for field in ("stem_width", "cardinality", "base_width", "reduce_first", "default_size",
                       "shortcut_kernel"):
@@ -228,12 +224,6 @@ class NetworkSpec(_Row):
         if self.shortcut_kernel % 2 == 0:
             raise ValueError(
                 f"`shortcut_kernel` must be odd; received shortcut_kernel={self.shortcut_kernel}."
-            )
-        unknown = sorted(set(self.conv_args) - set(CONV_ARGS[self.conv]))
-        if unknown:
-            raise ValueError(
-                f"`conv_args` has arguments {unknown} that the {self.conv!r} slot does not take; "
-                f"it takes {list(CONV_ARGS[self.conv])}."
             )
         if self.block == "basic":
             if self.cardinality != 1 or self.base_width != 64:
@@ -260,6 +250,38 @@ class NetworkSpec(_Row):
     @property
     def expansion(self):
         return 4 if self.block == "bottleneck" else 1
+
+    # timm's module names, in the layout of the source file that defines the row.
+
+    def timm_stem(self, index, convs):
+        """`(convolution, BatchNorm)` module names of stem convolution `index` of `convs`."""
+        if self.timm_layout == "senet":
+            return f"layer0.conv{index}", f"layer0.bn{index}"
+        if convs == 1:
+            return "conv1", "bn1"
+        # resnet.py's deep stem: Sequential(conv, bn, act, conv, bn, act, conv), then bn1.
+        bn = "bn1" if index == convs else f"conv1.{3 * index - 2}"
+        return f"conv1.{3 * (index - 1)}", bn
+
+    def timm_stage(self, stage):
+        """The module name of a stage: `layer1` ... `layer4`."""
+        return f"layer{stage}"
+
+    def timm_block_conv(self, index):
+        """`(convolution, BatchNorm)` module names of a block's plain convolution `index`."""
+        if self.timm_layout == "sknet":  # ConvNormAct modules
+            return f"conv{index}.conv", f"conv{index}.bn"
+        return f"conv{index}", f"bn{index}"
+
+    @property
+    def timm_gate(self):
+        """The module name of a block's gate slot (timm's `create_attn` output)."""
+        return "se_module" if self.timm_layout == "senet" else "se"
+
+    @property
+    def timm_head(self):
+        """The module name of the classifier."""
+        return "last_linear" if self.timm_layout == "senet" else "fc"
 
 
 
@@ -296,6 +318,8 @@ class InceptionSpec(_Row):
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
 
+    timm_head = None  # timm has no SE-Inception
+
     def __post_init__(self):
         object.__setattr__(self, "gate_args", _frozen_mapping(self.gate_args, "gate_args"))
         _check_choice("architecture", self.architecture, INCEPTION_ARCHITECTURES)
@@ -311,7 +335,8 @@ INCEPTION_ARCHITECTURES = ("inception_v3", "inception_resnet_v2", "bn_inception"
 _RESNET_D = dict(stem="deep", stem_width=32, shortcut="avg")
 _SE = dict(gate="se")
 # The released Caffe SENets: max pool in ceil mode, SE width channels // 16.
-_LEGACY_SE = dict(gate="se", gate_args={"rd_divisor": 1}, stem_pool="max_ceil")
+_LEGACY_SE = dict(gate="se", gate_args={"rd_divisor": 1}, stem_pool="max_ceil",
+                  timm_layout="senet")
 _RESNEXT_32x4d = dict(cardinality=32, base_width=4)
 _SKNET_BASIC = dict(
     block="basic",
@@ -319,12 +344,14 @@ _SKNET_BASIC = dict(
     conv_args={"rd_ratio": 1 / 8, "rd_divisor": 16, "split_input": True},
     family="SKNet",
     paper="sknet",
+    timm_layout="sknet",
 )
 _SKNEXT = dict(
     conv="sk",
     conv_args={"rd_ratio": 1 / 16, "rd_divisor": 32, "split_input": False},
     family="SKNet",
     paper="sknet",
+    timm_layout="sknet",
     **_RESNEXT_32x4d,
 )
 _RESNEST = dict(conv="splat", conv_args={"radix": 2}, avd=True, family="ResNeSt", paper="resnest")
@@ -429,7 +456,8 @@ _TABLE = (
     NetworkSpec("skresnet18", depths=(2, 2, 2, 2), **_SKNET_BASIC),
     NetworkSpec("skresnet34", **_SKNET_BASIC),
     NetworkSpec(
-        "skresnet50", "SKNet", "sknet", conv="sk", conv_args={"split_input": True}
+        "skresnet50", "SKNet", "sknet", conv="sk", conv_args={"split_input": True},
+        timm_layout="sknet",
     ),
     NetworkSpec("skresnext50_32x4d", **_SKNEXT),
     NetworkSpec("sknet101", depths=(3, 4, 23, 3), **_SKNEXT),

@@ -1,18 +1,10 @@
 """timm checkpoint -> Keras weights: the name map and the kernel transposes.
 
-timm names a module by where it sits in its PyTorch model. Three of timm's source files
-wrote the checkpoints this package reads, and each names some modules its own way:
-
-- `resnet.py` (ResNet, SE-ResNet, SE-ResNeXt, SENet-154, ResNeXt, and ResNeSt, whose
-  blocks live in `resnest.py` inside the same ResNet class): `conv1`, `bn1`,
-  `layer1.0.conv2`, `layer1.0.se`, `layer1.0.downsample.0`, `fc`;
-- `sknet.py` blocks in that ResNet class: a block's plain conv and norm are one
-  `ConvNormAct` (`layer1.0.conv3.conv`, `layer1.0.conv3.bn`);
-- `senet.py` (the legacy, Caffe-converted SENets): `layer0.conv1`, `layer1.0.se_module`,
-  `last_linear`.
-
-The checkpoint's own keys tell which (`layer0.*`, or Selective Kernel `*.paths.*`). The Keras
-side's names come from `keras_attn.applications.resnet_family`.
+The builder records, for every layer with weights, the timm module it corresponds to
+(`model.structure.timm_modules`, in the naming of the timm source file the network's row names:
+resnet.py, sknet.py or senet.py). Inside an attention layer, the attention registry says how
+the layer's sublayers map onto the timm module's (`AttentionKind.timm_names`). Nothing here
+reads structure from layer names.
 """
 
 import argparse
@@ -23,8 +15,8 @@ import re
 import keras
 import numpy as np
 
+from keras_attn import attention
 from keras_attn.applications import resnet_family, specs
-from keras_attn.layers import SelectiveKernel
 
 _PARAMETER_NAMES = {
     "kernel": "weight",
@@ -34,15 +26,9 @@ _PARAMETER_NAMES = {
     "moving_mean": "running_mean",
     "moving_variance": "running_var",
 }
-# Sublayers of keras_attn layers whose names differ from timm's (SqueezeExcite's fc1/fc2 and
-# SplitAttention's conv/bn0/fc1/bn1/fc2 are named as timm names them).
-_SUBLAYER_NAMES = (
-    (re.compile(r"path(\d+)_(conv|bn)"), r"paths.\1.\2"),
-    (re.compile(r"fc_reduce"), "attn.fc_reduce"),
-    (re.compile(r"attn_bn"), "attn.bn"),
-    (re.compile(r"fc_select"), "attn.fc_select"),
-)
 _IGNORED_SUFFIXES = (".num_batches_tracked",)
+# timm's classifier modules: resnet.py's and sknet.py's, and senet.py's.
+_CLASSIFIERS = ("fc", "last_linear")
 # timm's train.py writes `model_best.pth.tar`, `last.pth.tar` and `checkpoint-N.pth.tar`.
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".pth.tar")
 # What wraps a model's keys when it was trained under DistributedDataParallel or torch.compile;
@@ -172,68 +158,25 @@ def _read_torch_checkpoint(path):
     return state
 
 
-def checkpoint_layout(state):
-    """Which timm source file named the keys: "senet", "sknet" or "resnet"."""
-    if any(key.startswith("layer0.") for key in state):
-        return "senet"
-    if any(".paths." in key for key in state):
-        return "sknet"
-    return "resnet"
+def _structure(model):
+    structure = getattr(model, "structure", None)
+    if structure is None or not structure.timm_modules:
+        raise ValueError(
+            f"Model {model.name!r} carries no record of its timm modules: timm checkpoints load "
+            "into networks built by keras_attn.applications (get_model, a constructor, or a "
+            ".keras file saved from one), whose ResNet-family rows timm has."
+        )
+    return structure
 
 
-def _stem_module(kind, index, stem_convs, layout):
-    if layout == "senet":
-        return f"layer0.{kind}{index}"
-    if stem_convs == 1:
-        return "conv1" if kind == "conv" else "bn1"
-    # resnet.py's deep stem: Sequential(conv, bn, act, conv, bn, act, conv), then bn1.
-    if kind == "conv":
-        return f"conv1.{3 * (index - 1)}"
-    return "bn1" if index == stem_convs else f"conv1.{3 * index - 2}"
-
-
-def _block_module(part, layer, layout, avg_shortcut):
-    if part in ("down_conv", "down_bn"):
-        position = (part == "down_bn") + avg_shortcut  # resnet.py's avg pool sits at index 0
-        return f"downsample.{position}"
-    if part == "se":
-        return "se_module" if layout == "senet" else "se"
-    match = re.fullmatch(r"(conv|bn)(\d)", part)
-    if match is None:
-        return None
-    kind, index = match.groups()
-    if layout == "sknet" and not isinstance(layer, SelectiveKernel):
-        return f"conv{index}.{kind}"
-    return f"{kind}{index}"
-
-
-def timm_module_names(model, layout):
-    """`{keras layer name: timm module path}` for every layer of `model` that has weights."""
-    stem_convs = sum(bool(re.fullmatch(r"stem_conv\d", layer.name)) for layer in model.layers)
-    avg_shortcut = any(layer.name.endswith("_down_pool") for layer in model.layers)
-    modules = {}
-    for layer in model.layers:
-        if not layer.weights:
-            continue
-        module = None
-        stem = re.fullmatch(r"stem_(conv|bn)(\d)", layer.name)
-        block = re.fullmatch(r"stage(\d+)_block(\d+)_(\w+)", layer.name)
-        if stem:
-            module = _stem_module(stem[1], int(stem[2]), stem_convs, layout)
-        elif block:
-            part = _block_module(block[3], layer, layout, avg_shortcut)
-            if part is not None:
-                module = f"layer{block[1]}.{int(block[2]) - 1}.{part}"
-        elif layer.name == "predictions":
-            module = "last_linear" if layout == "senet" else "fc"
-        if module is None:
-            raise ValueError(
-                f"Layer {layer.name!r} of model {model.name!r} has weights but no timm "
-                "counterpart; load_timm_weights expects a network built by "
-                "keras_attn.applications."
-            )
-        modules[layer.name] = module
-    return modules
+def _sublayer_name(kind, name):
+    """The timm submodule path of sublayer `name` of an attention layer of `kind`."""
+    for keras_name, timm_name in (kind.timm_names if kind else {}).items():
+        pattern = re.escape(keras_name).replace(r"\{i\}", r"(?P<i>\d+)")
+        match = re.fullmatch(pattern, name)
+        if match:
+            return timm_name.format(**match.groupdict())
+    return name
 
 
 def _variable_key(module, layer, variable):
@@ -241,30 +184,44 @@ def _variable_key(module, layer, variable):
     if layer.name in parts:
         parts = parts[parts.index(layer.name) + 1 :]
     *sublayers, parameter = parts
-    names = []
-    for sublayer in sublayers:
-        for pattern, replacement in _SUBLAYER_NAMES:
-            if pattern.fullmatch(sublayer):
-                sublayer = pattern.sub(replacement, sublayer)
-                break
-        names.append(sublayer)
-    return ".".join([module, *names, _PARAMETER_NAMES[parameter]])
+    kind = attention.kind_of(layer)
+    if kind is not None and kind.timm_module is None:
+        raise ValueError(
+            f"Layer {layer.name!r} is a {type(layer).__name__}, attention kind {kind.name!r}, "
+            "which has no timm counterpart (its registry entry names no timm_module): timm "
+            "checkpoints cannot load into this network."
+        )
+    names = [_sublayer_name(kind, sublayer) for sublayer in sublayers]
+    return ".".join([module, *names, _PARAMETER_NAMES.get(parameter, parameter)])
 
 
-def timm_variable_keys(model, layout):
-    """`{variable.path: timm key}` for every weight of `model`, in `model.weights` order."""
-    modules = timm_module_names(model, layout)
-    return {
-        variable.path: _variable_key(modules[layer.name], layer, variable)
-        for layer in model.layers
-        for variable in layer.weights
-    }
+def timm_variable_keys(model):
+    """`{variable.path: timm key}` for every weight of `model`, in `model.weights` order.
+
+    Raises:
+        ValueError: `model` was not built by `keras_attn.applications`, or a layer with weights
+            has no timm counterpart.
+    """
+    modules = _structure(model).timm_modules
+    keys = {}
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        if layer.name not in modules:
+            raise ValueError(
+                f"Layer {layer.name!r} of model {model.name!r} has weights but no timm "
+                "counterpart; load_timm_weights expects a network built by "
+                "keras_attn.applications."
+            )
+        for variable in layer.weights:
+            keys[variable.path] = _variable_key(modules[layer.name], layer, variable)
+    return keys
 
 
-# Convolution kernels are (out, in, kh, kw) in PyTorch and (kh, kw, in, out) in Keras; linear
-# weights (out, in) and (in, out). Everything else has the same layout.
-_KERAS_AXES = {4: (2, 3, 1, 0), 2: (1, 0)}
-_TORCH_AXES = {4: (3, 2, 0, 1), 2: (1, 0)}
+# Kernels are (out, in, kh, kw) / (out, in, k) in PyTorch and (kh, kw, in, out) / (k, in, out)
+# in Keras; linear weights (out, in) and (in, out). Everything else has the same layout.
+_KERAS_AXES = {4: (2, 3, 1, 0), 3: (2, 1, 0), 2: (1, 0)}
+_TORCH_AXES = {4: (3, 2, 0, 1), 3: (2, 1, 0), 2: (1, 0)}
 
 
 def _transpose(array, axes_by_rank):
@@ -272,26 +229,17 @@ def _transpose(array, axes_by_rank):
     return array if axes is None else array.transpose(axes)
 
 
-def timm_state_dict(model, layout=None):
+def timm_state_dict(model):
     """The weights of a keras_attn network as a timm `state_dict` of NumPy arrays.
 
     The inverse of `load_timm_weights`: the result loads into the timm network of the same
-    architecture, and back into this one.
+    architecture (its keys in the naming of the timm source file the network's row names),
+    and back into this one.
 
     Args:
         model: a network from `keras_attn.applications`.
-        layout: the timm source file that defines the network, "resnet", "sknet" or
-            "senet"; by default "sknet" for a network with Selective Kernel layers, "senet"
-            for the `legacy_*` networks (timm's senet.py), else "resnet".
     """
-    if layout is None:
-        if any(isinstance(layer, SelectiveKernel) for layer in model._flatten_layers()):
-            layout = "sknet"
-        elif model.name.startswith("legacy_"):
-            layout = "senet"
-        else:
-            layout = "resnet"
-    keys = timm_variable_keys(model, layout)
+    keys = timm_variable_keys(model)
     return {
         keys[variable.path]: np.ascontiguousarray(
             _transpose(keras.ops.convert_to_numpy(variable), _TORCH_AXES)
@@ -324,9 +272,9 @@ def load_timm_weights(model, checkpoint, use_ema=False):
     >>> load_timm_weights(model, "resnest50d.safetensors")
     """
     state = read_checkpoint(checkpoint, use_ema)
-    layout = checkpoint_layout(state)
-    keys = timm_variable_keys(model, layout)
-    has_top = any(layer.name == "predictions" for layer in model.layers)
+    keys = timm_variable_keys(model)
+    has_classifier = any(module in _CLASSIFIERS
+                         for module in _structure(model).timm_modules.values())
     assignments = []
     used = set()
     for variable in model.weights:
@@ -334,7 +282,7 @@ def load_timm_weights(model, checkpoint, use_ema=False):
         if key not in state:
             raise ValueError(
                 f"The checkpoint has no tensor {key!r} for weight {variable.path!r} of shape "
-                f"{tuple(variable.shape)} (layout: timm {layout}.py)."
+                f"{tuple(variable.shape)}."
             )
         if key in used:
             raise ValueError(f"Checkpoint tensor {key!r} would be used twice.")
@@ -355,11 +303,12 @@ def load_timm_weights(model, checkpoint, use_ema=False):
             ) from error
         used.add(key)
         assignments.append((variable, value))
-    head = ("last_linear." if layout == "senet" else "fc.")
+    # Without its own classifier, the model leaves the checkpoint's out.
+    classifiers = () if has_classifier else tuple(f"{name}." for name in _CLASSIFIERS)
     unused = sorted(
         key
         for key in set(state) - used
-        if not key.endswith(_IGNORED_SUFFIXES) and (has_top or not key.startswith(head))
+        if not key.endswith(_IGNORED_SUFFIXES) and not key.startswith(classifiers)
     )
     if unused:
         shown = ", ".join(f"{key} {tuple(np.shape(state[key]))}" for key in unused[:10])
@@ -375,7 +324,7 @@ def load_timm_weights(model, checkpoint, use_ema=False):
 
 def classifier_classes(state):
     """Number of classes of a timm checkpoint's classifier, or None if it has none."""
-    for key in ("fc.weight", "last_linear.weight"):
+    for key in (f"{name}.weight" for name in _CLASSIFIERS):
         if key in state:
             return int(np.shape(state[key])[0])
     return None
@@ -410,5 +359,4 @@ def from_timm(timm_name, checkpoint, use_ema=False, **kwargs):
         )
     if kwargs.get("include_top", True) and "classes" not in kwargs:
         kwargs["classes"] = classifier_classes(state) or 1000
-    model = resnet_family.build_model(spec, **kwargs)
-    return load_timm_weights(model, state)
+    return load_timm_weights(resnet_family.build_model(spec, **kwargs), state)

@@ -11,7 +11,7 @@ import numpy as np
 
 from keras_attn.export import serving
 from keras_attn.export.verify import size_on_disk, verification_images, verified_report
-from keras_attn.layers import common, grouped_conv
+from keras_attn.layers import checks, grouped_conv
 
 # Run in a fresh interpreter that imports TensorFlow only: what TF Serving has.
 _RELOAD = """
@@ -99,7 +99,9 @@ def saved_model(model, base_dir, version=None, *, weights="imagenet", model_name
     exported = False
     try:
         with grouped_conv.grouped_conv_implementation(chosen or "split"):
-            serving.write_saved_model(model, staging, serving.endpoints(model, config, top_k))
+            inference = serving.inference_model(model)
+            serving.write_saved_model(inference, staging,
+                                      serving.endpoints(inference, config, top_k))
         report = verified_report(
             model, config, images, _reload_and_run(staging, images, portable=chosen is None),
             (max_abs_error, min_top1_agreement), path=final, format="saved_model",
@@ -143,7 +145,7 @@ def _remove_if_empty(folders):
 
 
 def _check_top_k(top_k):
-    if not common.is_integer(top_k) or top_k < 1:
+    if not checks.is_integer(top_k) or top_k < 1:
         raise ValueError(f"`top_k` must be a positive integer; received top_k={top_k!r}.")
     return int(top_k)
 
@@ -158,7 +160,7 @@ def next_version(base_dir):
 
 
 def _check_version(version):
-    if not common.is_integer(version) or version < 1:
+    if not checks.is_integer(version) or version < 1:
         raise ValueError(
             f"`version` must be a positive integer (TF Serving's version folders); received "
             f"version={version!r}."

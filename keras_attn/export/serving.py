@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from keras_attn import data
 from keras_attn.applications import imagenet_utils, specs
+from keras_attn.optimize import optimize_for_inference
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +123,14 @@ def returns_logits(model):
         f"({last.name!r}), not in a Dense layer (logits, or with its activation) or a Softmax. "
         "Build it with include_top=True, or add your own head."
     )
+
+
+def inference_model(model):
+    """The model every export writes: `model` with each BatchNorm folded into the convolution
+    before it (`keras_attn.optimize_for_inference`), an equal function. Its 1x1 convolutions
+    stay convolutions: the runtimes' converters and kernels (TFLite, ONNX, quantization) take
+    them as such; the exports are verified against `model` itself."""
+    return optimize_for_inference(model, pointwise_matmul_max_pixels=0)
 
 
 def probabilities_fn(model, config, logits=False):

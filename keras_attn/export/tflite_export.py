@@ -113,8 +113,9 @@ def convert(model, config, quantization=None, representative_data=None, logits=F
     # the packed form's block-diagonal kernels are computed, not constant, so int8 would
     # quantize them as activations.
     with tempfile.TemporaryDirectory() as scratch, grouped_conv_implementation("native"):
-        serving.write_saved_model(model, scratch, {"serving_default": (
-            serving.probabilities_fn(model, config, logits),
+        inference = serving.inference_model(model)
+        serving.write_saved_model(inference, scratch, {"serving_default": (
+            serving.probabilities_fn(inference, config, logits),
             [serving.pixels_signature(config)])})
         converter = tf.lite.TFLiteConverter.from_saved_model(scratch)
         return configure_converter(converter, config, quantization, representative_data).convert()

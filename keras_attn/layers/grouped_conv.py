@@ -1,47 +1,55 @@
-"""A grouped convolution that runs near dense speed wherever the network runs.
+"""A grouped convolution that runs near dense speed wherever the network runs, and the one place
+that chooses how.
 
-Keras' `Conv2D(groups=g)` is exact but slow on TensorFlow's CPU unless oneDNN is on: TensorFlow's
-own (Eigen) CPU kernels have no gradient for grouped convolutions, so Keras compiles each one
-with XLA, whose CPU code ran ResNeXt-50's 32-group 3x3 convolutions 1.2-8.8x slower than the
-packed form below, and whose gradient 33-190x slower (`python -m benchmarks.grouped_conv`,
-2-core AVX2 CPU). Dense convolutions, in contrast, run at full speed once each sees enough
-channels. `GroupedConv2D` therefore keeps `Conv2D`'s weights (same kernel shape, same
-variable names) and chooses how to compute them:
+Keras' `Conv2D(groups=g)` is exact everywhere but fast only where the backend has a grouped
+kernel with a gradient. TensorFlow's portable CPU kernels have none (they compute the forward
+pass but raise on the gradient), so Keras compiles each grouped convolution with XLA, whose CPU
+code ran ResNeXt-50's 32-group convolutions several times slower than dense ones
+(`python -m benchmarks.grouped_conv`). `GroupedConv2D` therefore keeps `Conv2D`'s weights (same
+kernel shape, same variable names) and computes them in one of two ways:
 
-- `"native"`: the backend's grouped convolution. Fastest where the backend has a real kernel
-  for it: cuDNN on GPU, oneDNN under PyTorch on CPU, and oneDNN under TensorFlow when
-  TensorFlow runs its oneDNN kernels (`TF_ENABLE_ONEDNN_OPTS=1`, TensorFlow's default on CPUs
-  with AVX-512 VNNI or newer), where the layer calls TensorFlow's grouped `Conv2D` directly
-  instead of through Keras' XLA wrapper. What TFLite runs as one `CONV_2D`.
-- `"split"`: the groups are packed into a few dense convolutions of at least
+- `"native"`: the backend's grouped convolution: on TensorFlow its own grouped `Conv2D` where
+  that has a gradient (oneDNN, GPUs), called directly rather than through Keras' XLA wrapper,
+  else Keras' (XLA-compiled) one. What cuDNN, PyTorch's oneDNN and TensorFlow's oneDNN CPU
+  kernels run, and what TFLite and ONNX write as one grouped `CONV_2D` / `Conv`.
+- `"split"` (packed): the groups are packed into a few dense convolutions of at least
   `SPLIT_MIN_CHANNELS` input channels each, with a block-diagonal kernel (zeros between the
-  groups it packs), and the results concatenated. One group per convolution when a group is
-  that wide already. Every dense convolution runs at full speed; packing narrow groups trades a
-  little wasted arithmetic for far fewer, better-shaped convolutions.
-- `"auto"` (default): `"native"` wherever the backend has a real grouped kernel (a GPU, PyTorch,
-  TensorFlow with oneDNN in float32), else `"split"` (JAX and TensorFlow without oneDNN on
-  CPU, and TensorFlow in float16 or bfloat16 on CPUs without AVX-512, where oneDNN falls back
-  to the portable kernels).
+  groups it packs), and the results concatenated. Dense convolutions run at full speed on every
+  backend and device; packing narrow groups trades a little wasted arithmetic for far fewer,
+  better-shaped convolutions.
 
-The choice is made when the layer is called (traced), never stored in the weights, so it can
-change after loading: pass `implementation=` or use `grouped_conv_implementation(...)`.
+`"auto"` (the default) is chosen here, from public facts only, by `grouped_conv_choice`:
+
+- TensorFlow: `"native"` where TensorFlow's own grouped `Conv2D` and its gradient run on the
+  default device in the layer's dtype, which is tried once per process and dtype with a
+  4x4-pixel convolution (it runs with TensorFlow's oneDNN CPU kernels and on GPUs; TensorFlow
+  turns oneDNN on by itself on recent x86 CPUs, `TF_ENABLE_ONEDNN_OPTS=1` turns it on
+  elsewhere), else `"split"`;
+- JAX: `"native"` on a GPU or TPU, `"split"` on the CPU (XLA's CPU grouped convolution);
+- PyTorch: `"native"` (oneDNN on the CPU, cuDNN on GPUs).
+
+The choice is made when the layer is called (traced), never stored in the weights or the
+config, so a saved network loads under any choice. `grouped_conv_implementation(...)` overrides
+it for a block of code (exports use it to trace what their runtime runs best).
 """
 
 import contextlib
+import contextvars
+import dataclasses
+import functools
 import math
 
 import keras
 from keras import ops
 
-from keras_attn.layers.kernels import tensorflow_onednn_enabled
-
 IMPLEMENTATIONS = ("auto", "native", "split")
 
-# Narrower dense convolutions leave AVX2 lanes idle in oneDNN; at 16 input channels a packed
-# convolution of 4-channel groups ran fastest in benchmarks/grouped_conv.py (2-core AVX2 CPU).
+# Narrower dense convolutions leave vector lanes idle; at 16 input channels a packed
+# convolution of 4-channel groups ran fastest in `python -m benchmarks.grouped_conv`.
 SPLIT_MIN_CHANNELS = 16
 
-_override = None
+# A context variable, so that an override in one thread or asyncio task is invisible to others.
+_override = contextvars.ContextVar("keras_attn_grouped_conv_implementation", default=None)
 
 
 def _check_implementation(value):
@@ -57,8 +65,8 @@ def _check_implementation(value):
 def grouped_conv_implementation(implementation):
     """Overrides how every `GroupedConv2D` traced inside the block computes.
 
-    The override wins over each layer's own `implementation`; exports use it to trace what
-    their runtime runs best.
+    The override wins over each layer's own `implementation`. It holds for the current thread
+    or asyncio task only, and switches grouped convolutions only.
 
     Args:
         implementation: `"native"`, `"split"` or `"auto"`.
@@ -70,46 +78,121 @@ def grouped_conv_implementation(implementation):
     >>> with grouped_conv_implementation("split"):
     ...     outputs = model(images)
     """
-    global _override
-    _check_implementation(implementation)
-    previous, _override = _override, implementation
+    token = _override.set(_check_implementation(implementation))
     try:
         yield
     finally:
-        _override = previous
+        _override.reset(token)
 
 
 def implementation_override():
     """The implementation the innermost `grouped_conv_implementation` block sets, or None."""
-    return _override
+    return _override.get()
 
 
-def _tensorflow_onednn_computes(dtype):
-    # oneDNN computes float16 and bfloat16 only on AVX-512 CPUs; elsewhere TensorFlow falls
-    # back to its portable kernels, which have no gradient for grouped convolutions.
-    return tensorflow_onednn_enabled() and dtype == "float32"
+@dataclasses.dataclass(frozen=True)
+class GroupedConvChoice:
+    """What `"auto"` stands for here, and why.
+
+    Attributes:
+        implementation: `"native"` or `"split"`.
+        reason: the facts it was chosen from, in a sentence.
+
+    Example:
+
+    >>> with grouped_conv_implementation("split"):
+    ...     print(grouped_conv_choice())
+    split: set by a grouped_conv_implementation block
+    """
+
+    implementation: str
+    reason: str
+
+    def __str__(self):
+        return f"{self.implementation}: {self.reason}"
 
 
-def _native_is_fast(dtype):
+@functools.cache
+def _tensorflow_grouped_conv_trains(dtype):
+    """`(trains, device, error)`: whether TensorFlow's grouped `Conv2D` and its gradient run on
+    the default device in `dtype`, that device's type, and the error where they do not. Tried
+    eagerly, outside any graph being traced, on a 4x4-pixel input."""
+    import tensorflow as tf
+
+    with tf.init_scope():  # eager, whatever is being traced (and no gradient tape: the
+        # gradient's ops are called directly)
+        inputs = tf.zeros((1, 4, 4, 4), dtype)
+        kernel = tf.zeros((3, 3, 2, 4), dtype)  # 2 groups
+        device = tf.DeviceSpec.from_string(inputs.device).device_type or "CPU"
+        strides = [1, 1, 1, 1]
+        try:
+            outputs = tf.nn.conv2d(inputs, kernel, strides, "SAME")
+            tf.raw_ops.Conv2DBackpropInput(input_sizes=tf.shape(inputs), filter=kernel,
+                                           out_backprop=outputs, strides=strides,
+                                           padding="SAME")
+            tf.raw_ops.Conv2DBackpropFilter(input=inputs, filter_sizes=tf.shape(kernel),
+                                            out_backprop=outputs, strides=strides,
+                                            padding="SAME")
+        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError,
+                tf.errors.NotFoundError) as error:
+            # "{{function_node ...}} Gradients for grouped convolutions are not supported on
+            # CPU. Please file ...": its first sentence.
+            message = error.message.split("}}")[-1].strip()
+            return False, device, message.split(". ")[0]
+    return True, device, ""
+
+
+def grouped_conv_choice(dtype="float32"):
+    """The implementation `GroupedConv2D(implementation="auto")` uses here, and why.
+
+    Made from public facts: the Keras backend, the device and the dtype (on TensorFlow, whether
+    its grouped `Conv2D` and gradient run, tried once per process and dtype). A
+    `grouped_conv_implementation` block overrides it.
+
+    Args:
+        dtype: the dtype the convolution computes in (its layer's `compute_dtype`).
+
+    Returns:
+        A `GroupedConvChoice`.
+
+    Example:
+
+    >>> choice = grouped_conv_choice()
+    >>> choice.implementation in ("native", "split")
+    True
+    """
+    dtype = keras.backend.standardize_dtype(dtype)
+    override = implementation_override()
+    if override not in (None, "auto"):
+        return GroupedConvChoice(override, "set by a grouped_conv_implementation block")
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        import tensorflow as tf
-
-        return _tensorflow_onednn_computes(dtype) or bool(tf.config.list_logical_devices("GPU"))
+        trains, device, error = _tensorflow_grouped_conv_trains(dtype)
+        where = f"TensorFlow on {device}, {dtype}"
+        if trains:
+            return GroupedConvChoice(
+                "native", f"{where}: its grouped Conv2D and its gradient run (oneDNN or GPU)")
+        return GroupedConvChoice(
+            "split", f"{where}: its grouped Conv2D has no gradient here ({error}), and Keras "
+            "would compile it with XLA; dense convolutions run at full speed")
     if backend == "jax":
         import jax
 
-        return jax.default_backend() != "cpu"
-    return True  # torch: native everywhere (oneDNN on CPU, cuDNN on GPU).
+        platform = jax.default_backend()
+        if platform != "cpu":
+            return GroupedConvChoice("native", f"JAX on {platform}: XLA's grouped convolution")
+        return GroupedConvChoice(
+            "split", "JAX on cpu: XLA's CPU grouped convolution is slower than dense ones")
+    return GroupedConvChoice("native", f"{backend}: the backend's grouped convolution")
 
 
 def resolve_implementation(implementation, dtype="float32"):
-    """The formulation `"auto"` (or a global override) stands for on this backend and device,
-    for a convolution computing in `dtype`."""
-    implementation = _override or implementation
+    """The formulation a layer's `implementation` (or an override) stands for here."""
+    override = implementation_override()
+    implementation = override or implementation
     if implementation != "auto":
         return implementation
-    return "native" if _native_is_fast(dtype) else "split"
+    return grouped_conv_choice(dtype).implementation
 
 
 def block_diagonal(kernel, groups):
@@ -142,16 +225,15 @@ def groups_per_split(groups, channels_per_group, min_channels=SPLIT_MIN_CHANNELS
 class GroupedConv2D(keras.layers.Conv2D):
     """`Conv2D(groups=g)` with the same weights, computed the fastest way for the device.
 
-    See the module docstring for the formulations. Every formulation computes the same
-    function as `keras.layers.Conv2D` with the same kernel (to float rounding), gradients
-    included. The variables are `Conv2D`'s (shapes and names), so `get_weights` /
-    `set_weights` move them either way and timm checkpoints map onto them; the implementation
-    is not stored, so a saved network loads whichever one is chosen. (A Keras 3 `.weights.h5`
-    or `.keras` file keys each layer by its class, so such a file saved from a model built with
-    `Conv2D` loads into a model built with `Conv2D`, not into this layer.)
+    See the module docstring for the formulations and how `"auto"` chooses. Every formulation
+    computes the same function as `keras.layers.Conv2D` with the same kernel (to float
+    rounding), gradients included. The variables are `Conv2D`'s (shapes and names), so
+    `get_weights` / `set_weights` move them either way and timm checkpoints map onto them; the
+    implementation is not stored, so a saved network loads whichever one is chosen.
 
     Introduced for ResNeXt's aggregated transformations (Xie et al., 2017, "Aggregated Residual
-    Transformations for Deep Neural Networks"), used by every block with cardinality or radix.
+    Transformations for Deep Neural Networks", https://arxiv.org/abs/1611.05431), used by
+    every block with cardinality or radix.
 
     Args:
         filters: output channels.
@@ -173,6 +255,16 @@ class GroupedConv2D(keras.layers.Conv2D):
         super().__init__(filters, kernel_size, *args, groups=groups, **kwargs)
         self.implementation = _check_implementation(implementation)
 
+    def build(self, input_shape):
+        channel_axis = -1 if self.data_format == "channels_last" else 1
+        channels = input_shape[channel_axis]
+        if channels is not None and channels % self.groups:
+            raise ValueError(
+                f"`groups` must divide the input channels; received groups={self.groups} for "
+                f"an input of {channels} channels (input_shape={tuple(input_shape)})."
+            )
+        super().build(input_shape)
+
     def convolution_op(self, inputs, kernel):
         if self.groups == 1:
             return super().convolution_op(inputs, kernel)
@@ -181,11 +273,13 @@ class GroupedConv2D(keras.layers.Conv2D):
         return self._split_convolution(inputs, kernel)
 
     def _native_convolution(self, inputs, kernel):
-        if not _tensorflow_onednn_computes(keras.backend.standardize_dtype(inputs.dtype)):
+        dtype = keras.backend.standardize_dtype(inputs.dtype)
+        if keras.backend.backend() != "tensorflow" or not _tensorflow_grouped_conv_trains(dtype)[0]:
             return super().convolution_op(inputs, kernel)
-        # Keras wraps every grouped convolution in its own XLA function on TensorFlow, because
-        # the portable CPU kernels lack a gradient for it, and runs dilated ones between
-        # space-to-batch reshapes; oneDNN's kernels have a gradient and take dilations.
+        # Keras wraps every grouped convolution in its own XLA function on TensorFlow (for the
+        # portable CPU kernels, which lack its gradient) and runs dilated ones between
+        # space-to-batch reshapes. Where TensorFlow's own op has its gradient (oneDNN, GPUs) it
+        # takes both, and it is what TFLite and ONNX converters read as one grouped convolution.
         import tensorflow as tf
 
         return tf.nn.conv2d(
@@ -214,3 +308,10 @@ class GroupedConv2D(keras.layers.Conv2D):
         config["implementation"] = self.implementation
         return config
 
+
+def conv2d(filters, kernel_size, groups=1, **kwargs):
+    """`GroupedConv2D` when `groups > 1`, else `keras.layers.Conv2D`: one choice for every
+    block of the networks."""
+    if groups > 1:
+        return GroupedConv2D(filters, kernel_size, groups=groups, **kwargs)
+    return keras.layers.Conv2D(filters, kernel_size, **kwargs)

@@ -3,14 +3,17 @@
 import keras
 from keras import ops
 
-from keras_attn.layers import common
-from keras_attn.layers.conv import conv2d
-from keras_attn.layers.descriptor_conv import DescriptorConv2D
+from keras_attn.layers import checks, common
+from keras_attn.layers.grouped_conv import conv2d
+from keras_attn.layers.pointwise_conv import PointwiseConv2D
+from keras_attn.layers.precision import gate_dtype_policy
+from keras_attn.layers.pytorch import TorchConvGeometry, make_divisible
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
 class SelectiveKernel(keras.layers.Layer):
-    """Selective Kernel convolution (Li et al., "Selective Kernel Networks", CVPR 2019).
+    """Selective Kernel convolution (Li et al., "Selective Kernel Networks", CVPR 2019,
+    https://arxiv.org/abs/1903.06586).
 
     Split: M branches convolve the input with different receptive fields, each a grouped
     convolution (G = `cardinality`) followed by BatchNorm and ReLU. With `keep_3x3` (the
@@ -39,6 +42,10 @@ class SelectiveKernel(keras.layers.Layer):
         split_input: feed each branch its own equal slice of the input channels (timm's
             `split_input`) instead of the whole input.
         activation: activation after each branch and in the attention.
+        batch_norm: whether each branch's convolution and the attention's reducing layer are
+            followed by a BatchNorm (the paper's and timm's layer). `False` gives them a bias
+            instead: the inference form `keras_attn.optimize_for_inference` folds the
+            BatchNorms into.
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Input shape: `(batch, height, width, channels)`; output shape:
@@ -64,11 +71,12 @@ class SelectiveKernel(keras.layers.Layer):
         keep_3x3=True,
         split_input=True,
         activation="relu",
+        batch_norm=True,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.filters = common.check_positive_int("filters", filters)
-        if common.is_integer(kernel_size):
+        self.filters = checks.check_positive_int("filters", filters)
+        if checks.is_integer(kernel_size):
             kernel_sizes = (kernel_size, kernel_size)
         else:
             try:
@@ -76,36 +84,37 @@ class SelectiveKernel(keras.layers.Layer):
             except TypeError:  # None, a float
                 kernel_sizes = ()
         if len(kernel_sizes) < 2 or any(
-            not common.is_integer(k) or k < 3 or k % 2 == 0 for k in kernel_sizes
+            not checks.is_integer(k) or k < 3 or k % 2 == 0 for k in kernel_sizes
         ):
             raise ValueError(
                 "`kernel_size` must list at least two odd kernel sizes >= 3, one per branch; "
                 f"received kernel_size={kernel_size!r}."
             )
         self.kernel_size = tuple(int(k) for k in kernel_sizes)
-        self.strides = common.check_positive_int("strides", strides)
-        self.dilation_rate = common.check_positive_int("dilation_rate", dilation_rate)
-        self.cardinality = common.check_cardinality(cardinality, self.filters)
-        self.rd_ratio, self.rd_channels, self.rd_divisor = common.check_reduction(
+        self.strides = checks.check_positive_int("strides", strides)
+        self.dilation_rate = checks.check_positive_int("dilation_rate", dilation_rate)
+        self.cardinality = checks.check_cardinality(cardinality, self.filters)
+        self.rd_ratio, self.rd_channels, self.rd_divisor = checks.check_reduction(
             rd_ratio, rd_channels, rd_divisor
         )
         self.keep_3x3 = bool(keep_3x3)
         self.split_input = bool(split_input)
         self.activation = keras.activations.get(activation)
+        self.batch_norm = bool(batch_norm)
 
         if self.keep_3x3:
             branches = [(3, self.dilation_rate * (k - 1) // 2) for k in self.kernel_size]
         else:
             branches = [(k, self.dilation_rate) for k in self.kernel_size]
         self._geometries = [
-            common.TorchConvGeometry(k, self.strides, d) for k, d in branches
+            TorchConvGeometry(k, self.strides, d) for k, d in branches
         ]
         self.path_convs = [
             conv2d(
                 self.filters,
                 k,
                 groups=self.cardinality,
-                use_bias=False,
+                use_bias=not self.batch_norm,
                 name=f"path{i}_conv",
                 dtype=self.dtype_policy,
                 **geometry.conv_kwargs,
@@ -113,15 +122,17 @@ class SelectiveKernel(keras.layers.Layer):
             for i, ((k, _), geometry) in enumerate(zip(branches, self._geometries))
         ]
         self.path_bns = [
-            common.batch_norm(f"path{i}_bn", dtype=self.dtype_policy)
+            common.batch_norm(f"path{i}_bn", dtype=self.dtype_policy) if self.batch_norm
+            else None
             for i in range(len(branches))
         ]
-        gate_policy = common.gate_dtype_policy(self.dtype_policy)
-        self.fc_reduce = DescriptorConv2D(
-            self.attention_channels, use_bias=False, name="fc_reduce", dtype=gate_policy
+        gate_policy = gate_dtype_policy(self.dtype_policy)
+        self.fc_reduce = PointwiseConv2D(
+            self.attention_channels, use_bias=not self.batch_norm, name="fc_reduce",
+            dtype=gate_policy,
         )
-        self.attn_bn = common.batch_norm("attn_bn", dtype=gate_policy)
-        self.fc_select = DescriptorConv2D(
+        self.attn_bn = common.batch_norm("attn_bn", dtype=gate_policy) if self.batch_norm else None
+        self.fc_select = PointwiseConv2D(
             self.filters * len(branches), use_bias=False, name="fc_select", dtype=gate_policy
         )
 
@@ -134,10 +145,10 @@ class SelectiveKernel(keras.layers.Layer):
         """Width d of the fused descriptor."""
         if self.rd_channels is not None:
             return self.rd_channels
-        return common.make_divisible(self.filters * self.rd_ratio, self.rd_divisor)
+        return make_divisible(self.filters * self.rd_ratio, self.rd_divisor)
 
     def build(self, input_shape):
-        channels = common.check_channels_last("SelectiveKernel", input_shape)
+        channels = checks.check_channels_last("SelectiveKernel", input_shape)
         if self.split_input and channels % self.num_paths:
             raise ValueError(
                 f"SelectiveKernel with split_input=True needs input channels divisible by the "
@@ -152,9 +163,11 @@ class SelectiveKernel(keras.layers.Layer):
         path_shape = tuple(input_shape[:-1]) + (path_channels,)
         for geometry, conv, bn in zip(self._geometries, self.path_convs, self.path_bns):
             conv.build(geometry.conv_input_shape(path_shape))
-            bn.build(conv.compute_output_shape(geometry.conv_input_shape(path_shape)))
+            if bn is not None:
+                bn.build(conv.compute_output_shape(geometry.conv_input_shape(path_shape)))
         self.fc_reduce.build((None, 1, 1, self.filters))
-        self.attn_bn.build((None, 1, 1, self.attention_channels))
+        if self.attn_bn is not None:
+            self.attn_bn.build((None, 1, 1, self.attention_channels))
         self.fc_select.build((None, 1, 1, self.attention_channels))
         common.finish_build(self, channels)
 
@@ -173,12 +186,18 @@ class SelectiveKernel(keras.layers.Layer):
     def _selection(self, paths, training=None):
         # The mean of the paths' sum, as the sum of their means: no full-size sum.
         dtype = self.fc_reduce.compute_dtype
-        fused = sum(common.spatial_mean(path, dtype) for path in paths)
-        descriptor = self.activation(self.attn_bn(self.fc_reduce(fused), training=training))
+        fused = self.fc_reduce(sum(common.spatial_mean(path, dtype) for path in paths))
+        if self.attn_bn is not None:
+            fused = self.attn_bn(fused, training=training)
+        descriptor = self.activation(fused)
         logits = self.fc_select(descriptor)
         # timm orders fc_select's outputs branch-major: (branch, channel).
         logits = ops.reshape(logits, (-1, 1, 1, self.num_paths, self.filters))
         return common.softmax(logits, axis=3)
+
+    def conv_batch_norm_pairs(self):
+        """`[(convolution, BatchNorm or None)]`: every convolution a BatchNorm follows."""
+        return list(zip(self.path_convs, self.path_bns)) + [(self.fc_reduce, self.attn_bn)]
 
     def attention_weights(self, inputs, training=None):
         """Branch weights, shape `(batch, 1, 1, num_paths, filters)`, summing to 1 per channel."""
@@ -214,6 +233,7 @@ class SelectiveKernel(keras.layers.Layer):
                 "keep_3x3": self.keep_3x3,
                 "split_input": self.split_input,
                 "activation": keras.activations.serialize(self.activation),
+                "batch_norm": self.batch_norm,
             }
         )
         return config

@@ -3,9 +3,11 @@
 import keras
 from keras import ops
 
-from keras_attn.layers import common
-from keras_attn.layers.conv import conv2d
-from keras_attn.layers.descriptor_conv import DescriptorConv2D
+from keras_attn.layers import checks, common
+from keras_attn.layers.grouped_conv import conv2d
+from keras_attn.layers.pointwise_conv import PointwiseConv2D
+from keras_attn.layers.precision import gate_dtype_policy
+from keras_attn.layers.pytorch import TorchConvGeometry, make_divisible
 
 # timm's SplitAttn never lets the attention bottleneck fall below 32 channels.
 _MIN_ATTENTION_CHANNELS = 32
@@ -13,7 +15,8 @@ _MIN_ATTENTION_CHANNELS = 32
 
 @keras.saving.register_keras_serializable(package="keras_attn")
 class SplitAttention(keras.layers.Layer):
-    """Split-Attention convolution (Zhang et al., "ResNeSt: Split-Attention Networks", 2020).
+    """Split-Attention convolution (Zhang et al., "ResNeSt: Split-Attention Networks", 2020,
+    https://arxiv.org/abs/2004.08955).
 
     One grouped convolution with `radix * cardinality` groups produces `radix` splits of
     `filters` channels for each of the `cardinality` cardinal groups; BatchNorm and ReLU
@@ -40,6 +43,9 @@ class SplitAttention(keras.layers.Layer):
         rd_channels: width of the attention bottleneck per split; overrides `rd_ratio`.
         rd_divisor: the bottleneck width is rounded to a multiple of this.
         activation: activation after the convolution and in the attention bottleneck.
+        batch_norm: whether the convolution and the attention's reducing layer are followed by
+            a BatchNorm (timm's layer). `False` gives the convolution a bias instead: the
+            inference form `keras_attn.optimize_for_inference` folds the BatchNorms into.
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Input shape: `(batch, height, width, channels)` with `channels` divisible by
@@ -64,34 +70,36 @@ class SplitAttention(keras.layers.Layer):
         rd_channels=None,
         rd_divisor=8,
         activation="relu",
+        batch_norm=True,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.filters = common.check_positive_int("filters", filters)
-        self.kernel_size = common.check_positive_int("kernel_size", kernel_size)
-        self.strides = common.check_positive_int("strides", strides)
-        self.dilation_rate = common.check_positive_int("dilation_rate", dilation_rate)
-        self.radix = common.check_positive_int("radix", radix)
-        self.cardinality = common.check_cardinality(cardinality, self.filters)
-        self.rd_ratio, self.rd_channels, self.rd_divisor = common.check_reduction(
+        self.filters = checks.check_positive_int("filters", filters)
+        self.kernel_size = checks.check_positive_int("kernel_size", kernel_size)
+        self.strides = checks.check_positive_int("strides", strides)
+        self.dilation_rate = checks.check_positive_int("dilation_rate", dilation_rate)
+        self.radix = checks.check_positive_int("radix", radix)
+        self.cardinality = checks.check_cardinality(cardinality, self.filters)
+        self.rd_ratio, self.rd_channels, self.rd_divisor = checks.check_reduction(
             rd_ratio, rd_channels, rd_divisor
         )
         self.activation = keras.activations.get(activation)
+        self.batch_norm = bool(batch_norm)
 
-        self._geometry = common.TorchConvGeometry(
+        self._geometry = TorchConvGeometry(
             self.kernel_size, self.strides, self.dilation_rate
         )
         self.conv = conv2d(
             self.filters * self.radix,
             self.kernel_size,
             groups=self.cardinality * self.radix,
-            use_bias=False,
+            use_bias=not self.batch_norm,
             name="conv",
             dtype=self.dtype_policy,
             **self._geometry.conv_kwargs,
         )
-        self.bn0 = common.batch_norm("bn0", dtype=self.dtype_policy)
-        self._gate_policy = common.gate_dtype_policy(self.dtype_policy)
+        self.bn0 = common.batch_norm("bn0", dtype=self.dtype_policy) if self.batch_norm else None
+        self._gate_policy = gate_dtype_policy(self.dtype_policy)
         self.fc1 = None
         self.bn1 = None
         self.fc2 = None
@@ -100,14 +108,14 @@ class SplitAttention(keras.layers.Layer):
         """Width of the attention bottleneck for an input with `input_channels` channels."""
         if self.rd_channels is not None:
             return self.rd_channels * self.radix
-        return common.make_divisible(
+        return make_divisible(
             input_channels * self.radix * self.rd_ratio,
             self.rd_divisor,
             min_value=_MIN_ATTENTION_CHANNELS,
         )
 
     def build(self, input_shape):
-        channels = common.check_channels_last("SplitAttention", input_shape)
+        channels = checks.check_channels_last("SplitAttention", input_shape)
         groups = self.radix * self.cardinality
         if channels % groups:
             raise ValueError(
@@ -123,19 +131,20 @@ class SplitAttention(keras.layers.Layer):
                 f"`cardinality` must divide the attention width {attention}; received "
                 f"cardinality={self.cardinality}."
             )
-        self.fc1 = DescriptorConv2D(
+        self.fc1 = PointwiseConv2D(
             attention, groups=self.cardinality, name="fc1", dtype=self._gate_policy
         )
-        self.bn1 = common.batch_norm("bn1", dtype=self._gate_policy)
-        self.fc2 = DescriptorConv2D(
+        self.bn1 = common.batch_norm("bn1", dtype=self._gate_policy) if self.batch_norm else None
+        self.fc2 = PointwiseConv2D(
             self.filters * self.radix, groups=self.cardinality, name="fc2",
             dtype=self._gate_policy,
         )
         conv_input = self._geometry.conv_input_shape(tuple(input_shape))
         self.conv.build(conv_input)
-        self.bn0.build(self.conv.compute_output_shape(conv_input))
         self.fc1.build((None, 1, 1, self.filters))
-        self.bn1.build((None, 1, 1, attention))
+        if self.batch_norm:
+            self.bn0.build(self.conv.compute_output_shape(conv_input))
+            self.bn1.build((None, 1, 1, attention))
         self.fc2.build((None, 1, 1, attention))
         common.finish_build(self, channels)
 
@@ -149,7 +158,10 @@ class SplitAttention(keras.layers.Layer):
         # output once and summing the small pooled splits skips a full-size split and sum.
         pooled = common.spatial_mean(features, self._gate_policy.compute_dtype)
         pooled = ops.sum(ops.reshape(pooled, (-1, 1, 1, self.radix, self.filters)), axis=3)
-        hidden = self.activation(self.bn1(self.fc1(pooled), training=training))
+        hidden = self.fc1(pooled)
+        if self.bn1 is not None:
+            hidden = self.bn1(hidden, training=training)
+        hidden = self.activation(hidden)
         logits = self.fc2(hidden)
         if self.radix == 1:
             return ops.reshape(ops.sigmoid(logits), (-1, 1, 1, 1, self.filters))
@@ -160,6 +172,10 @@ class SplitAttention(keras.layers.Layer):
             # (group, radix, channel) -> (radix, group, channel): the order of the splits.
             weights = ops.transpose(weights, (0, 2, 1, 3))
         return ops.reshape(weights, (-1, 1, 1, self.radix, self.filters))
+
+    def conv_batch_norm_pairs(self):
+        """`[(convolution, BatchNorm or None)]`: every convolution a BatchNorm follows."""
+        return [(self.conv, self.bn0), (self.fc1, self.bn1)]
 
     def attention_weights(self, inputs, training=None):
         """Weights of the splits, shape `(batch, 1, 1, radix, filters)`.
@@ -197,6 +213,7 @@ class SplitAttention(keras.layers.Layer):
                 "rd_channels": self.rd_channels,
                 "rd_divisor": self.rd_divisor,
                 "activation": keras.activations.serialize(self.activation),
+                "batch_norm": self.batch_norm,
             }
         )
         return config

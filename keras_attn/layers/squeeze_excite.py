@@ -3,13 +3,16 @@
 import keras
 from keras import ops
 
-from keras_attn.layers import common
-from keras_attn.layers.descriptor_conv import DescriptorConv2D
+from keras_attn.layers import checks, common
+from keras_attn.layers.pointwise_conv import PointwiseConv2D
+from keras_attn.layers.precision import gate_dtype_policy
+from keras_attn.layers.pytorch import make_divisible
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
 class SqueezeExcite(keras.layers.Layer):
-    """Squeeze-and-Excitation block (Hu et al., "Squeeze-and-Excitation Networks", CVPR 2018).
+    """Squeeze-and-Excitation block (Hu et al., "Squeeze-and-Excitation Networks", CVPR 2018,
+    https://arxiv.org/abs/1709.01507).
 
     Squeezes each channel to its spatial mean, passes the vector through a bottleneck of two
     1x1 convolutions (reduce, ReLU, expand), turns it into a gate in (0, 1) with a sigmoid and
@@ -45,12 +48,12 @@ class SqueezeExcite(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.rd_ratio, self.rd_channels, self.rd_divisor = common.check_reduction(
+        self.rd_ratio, self.rd_channels, self.rd_divisor = checks.check_reduction(
             rd_ratio, rd_channels, rd_divisor
         )
         self.activation = keras.activations.get(activation)
         self.gate_activation = keras.activations.get(gate_activation)
-        self._gate_policy = common.gate_dtype_policy(self.dtype_policy)
+        self._gate_policy = gate_dtype_policy(self.dtype_policy)
         self.fc1 = None
         self.fc2 = None
 
@@ -58,14 +61,14 @@ class SqueezeExcite(keras.layers.Layer):
         """Width of the bottleneck for an input with `channels` channels."""
         if self.rd_channels is not None:
             return self.rd_channels
-        return common.make_divisible(channels * self.rd_ratio, self.rd_divisor, round_limit=0.0)
+        return make_divisible(channels * self.rd_ratio, self.rd_divisor, round_limit=0.0)
 
     def build(self, input_shape):
         # Both widths depend on the input's channel count, so the sublayers are made here.
-        channels = common.check_channels_last("SqueezeExcite", input_shape)
+        channels = checks.check_channels_last("SqueezeExcite", input_shape)
         reduced = self.reduced_channels(channels)
-        self.fc1 = DescriptorConv2D(reduced, name="fc1", dtype=self._gate_policy)
-        self.fc2 = DescriptorConv2D(channels, name="fc2", dtype=self._gate_policy)
+        self.fc1 = PointwiseConv2D(reduced, name="fc1", dtype=self._gate_policy)
+        self.fc2 = PointwiseConv2D(channels, name="fc2", dtype=self._gate_policy)
         self.fc1.build((None, 1, 1, channels))
         self.fc2.build((None, 1, 1, reduced))
         common.finish_build(self, channels)

@@ -18,7 +18,8 @@ from absl import app, flags
 
 from keras_attn.applications import get_model, registry, specs
 from keras_attn.applications.imagenet_utils import mean_and_std
-from keras_attn.layers import common
+from keras_attn.layers import checks
+from keras_attn.layers.precision import gate_dtype_policy
 from keras_attn.training import callbacks as outputs
 from keras_attn.training import data as training_data
 from keras_attn.training import strategy as distribute
@@ -82,11 +83,11 @@ def _check_flags(config):
     if not config["model_dir"]:
         raise ValueError("--model_dir is required: where the run writes its outputs.")
     for name in ("batch_size", "epochs", "backup_steps"):
-        common.check_positive_int(f"--{name}", config[name])
+        checks.check_positive_int(f"--{name}", config[name])
     for name in ("steps_per_epoch", "image_size"):
         if config[name] is not None:
-            common.check_positive_int(f"--{name}", config[name])
-    common.check_positive_int("--randaugment", config["randaugment"], minimum=0)
+            checks.check_positive_int(f"--{name}", config[name])
+    checks.check_positive_int("--randaugment", config["randaugment"], minimum=0)
     for name, (allowed, expected) in _FLAG_RANGES.items():
         if not allowed(config[name]):  # NaN is allowed by none
             raise ValueError(f"--{name} must be {expected}; received {config[name]!r}.")
@@ -334,7 +335,7 @@ def _build_model(config, weights, num_classes, size):
                              input_shape=(size, size, 3))
         logits = keras.layers.Dense(
             num_classes, name="predictions",
-            dtype=common.gate_dtype_policy(keras.config.dtype_policy()),
+            dtype=gate_dtype_policy(keras.config.dtype_policy()),
         )(backbone.output)
         model = keras.Model(backbone.inputs, logits, name=backbone.name)
     if config["freeze_backbone"]:

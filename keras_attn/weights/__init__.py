@@ -71,21 +71,3 @@ def checkpoint_url(name, tag):
     if info["hub_id"]:
         return f"{base}/{info['hub_id']}/resolve/main/model.safetensors"
     return f"{base}/{info['url'].rsplit('/', 1)[-1]}"
-
-
-def markdown_table():
-    """The README's table of published weights: one row per network and tag."""
-    lines = [
-        "| name | tag | top-1 | top-5 | size | crop | interpolation | license |",
-        "|---|---|---:|---:|---:|---:|---|---|",
-    ]
-    for name in names_with_weights():
-        for tag in tags(name):
-            info = tag_info(name, tag)
-            default = " (imagenet)" if tag == tags(name)[0] else ""
-            lines.append(
-                f"| `{name}` | `{tag}`{default} | {info['top1']:.2f} | {info['top5']:.2f} "
-                f"| {info['eval_size']} | {info['crop_pct']} | {info['interpolation']} "
-                f"| {info['license'] or 'null'} |"
-            )
-    return "\n".join(lines) + "\n"

@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from keras_attn import testing
-from keras_attn.applications import SEBNInception, SEInceptionResNetV2, SEInceptionV3, get_model
+from keras_attn.applications import (
+    SEBNInception,
+    SEInceptionResNetV2,
+    SEInceptionV3,
+    feature_extractor,
+    get_model,
+)
 
 KERAS_TWINS = {
     "se_inception_v3": (keras.applications.InceptionV3, 23_851_784),
@@ -52,10 +58,23 @@ def test_se_inception_trains_saves_and_takes_any_size_from_its_minimum(name, tmp
 
 @pytest.mark.slow
 @pytest.mark.parametrize("constructor", [SEInceptionV3, SEInceptionResNetV2, SEBNInception])
-def test_include_top_false_with_every_pooling(constructor):
+def test_include_top_false_with_every_pooling_and_its_feature_maps(constructor):
     channels = {SEInceptionV3: 2048, SEInceptionResNetV2: 1536, SEBNInception: 1024}[constructor]
     features = constructor(include_top=False)
     assert features.output_shape == (None, None, None, channels)
+    # Its stride 8, 16 and 32 maps: the last module of each size, with its gate.
+    size, sides, layers = {
+        SEInceptionV3: (299, (35, 17, 8), ("mixed2_se", "mixed7_se", "mixed10_se")),
+        SEInceptionResNetV2: (299, (35, 17, 8), ("block35_10_ac", "block17_20_ac",
+                                                  "conv_7b_ac")),
+        SEBNInception: (224, (28, 14, 7), ("inception_3b_se", "inception_4d_se",
+                                           "inception_5b_se")),
+    }[constructor]
+    assert [f.layer for f in features.structure.features] == list(layers)
+    pyramid = feature_extractor(features)(testing.random_images((1, size, size, 3)))
+    assert {level: tuple(m.shape[1:3]) for level, m in pyramid.items()} == {
+        f"P{level}": (side, side) for level, side in zip((3, 4, 5), sides)}
+    assert pyramid["P5"].shape[-1] == channels
     for pooling, layer in (("avg", "avg_pool"), ("max", "max_pool")):
         pooled = constructor(include_top=False, pooling=pooling, input_shape=(160, 160, 3))
         assert pooled.output_shape == (None, channels)

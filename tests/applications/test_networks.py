@@ -183,7 +183,7 @@ def test_feature_extractor_levels_hold_on_odd_sizes(name, shape):
 def test_feature_extractor_rejects_foreign_models():
     inputs = keras.Input((32, 32, 3))
     foreign = keras.Model(inputs, keras.layers.Conv2D(4, 3)(inputs))
-    with pytest.raises(ValueError, match="no stage outputs"):
+    with pytest.raises(ValueError, match="carries no record of its feature maps"):
         feature_extractor(foreign)
 
 

@@ -9,7 +9,7 @@ import pytest
 import keras_attn
 from keras_attn import applications
 from keras_attn import weights as published
-from keras_attn.applications import imagenet_utils, registry, specs
+from keras_attn.applications import constructors, imagenet_utils, registry, specs
 
 EXPECTED_CONSTRUCTORS = {
     "SEResNet18": "seresnet18", "SEResNet34": "seresnet34", "SEResNet50": "seresnet50",
@@ -29,8 +29,8 @@ KERAS_APPLICATION_ARGS = [
 
 
 def test_constructors_are_public_and_have_the_keras_applications_signature():
-    assert {f.__name__: f.registry_name for f in registry.CONSTRUCTORS} == EXPECTED_CONSTRUCTORS
-    for function in registry.CONSTRUCTORS:
+    assert {f.__name__: f.registry_name for f in constructors.CONSTRUCTORS} == EXPECTED_CONSTRUCTORS
+    for function in constructors.CONSTRUCTORS:
         assert getattr(applications, function.__name__) is function
         assert function.__name__ in applications.__all__
         parameters = inspect.signature(function).parameters
@@ -43,7 +43,7 @@ def test_constructors_are_public_and_have_the_keras_applications_signature():
         assert paper.title in function.__doc__ and "Args:" in function.__doc__
 
 
-@pytest.mark.parametrize("function", registry.CONSTRUCTORS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("function", constructors.CONSTRUCTORS, ids=lambda f: f.__name__)
 def test_constructor_builds_its_row_with_every_argument(function, monkeypatch):
     calls = []
     monkeypatch.setattr(registry, "get_model", lambda *args, **kwargs: calls.append((args, kwargs)))

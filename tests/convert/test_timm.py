@@ -107,6 +107,25 @@ def test_logits_equal_timm(case):
         np.testing.assert_allclose(outputs, logits, rtol=0, atol=1e-4, err_msg=implementation)
 
 
+def test_a_renamed_network_and_one_reloaded_from_its_keras_file_convert_alike(tmp_path):
+    # The converter reads the record the builder made, which the .keras file keeps: not the
+    # model's name (a legacy SENet renamed once converted with resnet.py's names).
+    _, images, logits = _fixture("skresnet18_narrow")
+    model = _model("skresnet18_narrow", name="my_backbone")
+    model.save(tmp_path / "untrained.keras")
+    reloaded = keras.saving.load_model(tmp_path / "untrained.keras")
+    for network in (model, reloaded):
+        load_timm_weights(network, _checkpoint("skresnet18_narrow"))
+        np.testing.assert_allclose(network.predict(images, verbose=0), logits, rtol=0, atol=1e-4)
+
+
+def test_a_model_this_package_did_not_build_is_refused_by_name():
+    inputs = keras.Input((32, 32, 3))
+    foreign = keras.Model(inputs, keras.layers.Conv2D(4, 3)(inputs), name="foreign")
+    with pytest.raises(ValueError, match="'foreign' carries no record of its timm modules"):
+        load_timm_weights(foreign, _checkpoint("skresnet18_narrow"))
+
+
 @pytest.mark.backends
 def test_from_timm_builds_loads_and_infers_the_classes():
     timm_args, images, logits = _fixture("resnest50d_4s2x40d_narrow")
@@ -176,10 +195,10 @@ def test_torch_tensors_load_in_bfloat16_too():
 
 
 @pytest.mark.parametrize("case", ["skresnet18_narrow", "seresnet18_narrow"])
-def test_timm_state_dict_finds_the_layout_and_inverts_loading(case):
+def test_timm_state_dict_uses_the_rows_layout_and_inverts_loading(case):
     model = _model(case)
     load_timm_weights(model, _checkpoint(case))
-    state = timm_convert.timm_state_dict(model)  # no layout: "sknet" found for the SK network
+    state = timm_convert.timm_state_dict(model)  # sknet.py's names for the SK network
     assert set(state) == {key for key in load_file(_checkpoint(case))
                           if not key.endswith("num_batches_tracked")}
     again = _model(case)
@@ -324,7 +343,7 @@ def test_legacy_senet_checkpoints_use_senet_py_names(
 ):
     depths = (2, 1, 1, 1)
     model = get_model(name, depths=depths, input_shape=(64, 64, 3), classes=7, **overrides)
-    keys = timm_convert.timm_variable_keys(model, "senet")
+    keys = timm_convert.timm_variable_keys(model)
     expected = _legacy_keys(stem_convs, depths, shortcut_blocks)
     assert set(keys.values()) == expected
     # A checkpoint with exactly those keys, in PyTorch layouts, loads and sets every weight.

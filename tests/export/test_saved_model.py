@@ -35,8 +35,8 @@ def test_every_family_reloads_in_a_fresh_process_equal_to_keras(family_model, tm
     assert report.size_bytes > 4 * family_model.count_params() * 0.9
 
 
-@pytest.mark.skipif(not grouped_conv.tensorflow_onednn_enabled(),
-                    reason="TensorFlow's grouped Conv2D runs on CPU only with oneDNN")
+@pytest.mark.skipif(grouped_conv.grouped_conv_choice().implementation != "native",
+                    reason="TensorFlow's grouped Conv2D trains on CPU only with oneDNN")
 def test_native_grouped_convolutions_only_when_asked_and_why(tmp_path):
     # The default export packs them and is verified on the portable kernels (the family test
     # above); a native one runs where oneDNN does, and fails on the portable kernels.

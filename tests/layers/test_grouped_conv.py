@@ -120,3 +120,40 @@ def test_unknown_implementation_names_the_argument(bad):
     with pytest.raises(ValueError, match="implementation"):
         with grouped_conv_implementation(bad):
             pass
+
+
+def test_override_holds_in_its_own_thread_only():
+    import threading
+
+    seen = {}
+    entered, checked = threading.Event(), threading.Event()
+
+    def inside():
+        with grouped_conv_implementation("split"):
+            seen["inside"] = grouped_conv.resolve_implementation("native")
+            entered.set()
+            checked.wait(10)
+
+    thread = threading.Thread(target=inside)
+    thread.start()
+    assert entered.wait(10)
+    seen["other thread"] = grouped_conv.implementation_override()
+    checked.set()
+    thread.join()
+    assert seen == {"inside": "split", "other thread": None}
+
+
+def test_choice_says_what_and_why():
+    choice = grouped_conv.grouped_conv_choice()
+    assert choice.implementation in ("native", "split") and choice.reason
+    assert str(choice).startswith(choice.implementation + ": ")
+    assert grouped_conv.resolve_implementation("auto") == choice.implementation
+    with grouped_conv_implementation("split"):
+        overridden = grouped_conv.grouped_conv_choice()
+    assert (overridden.implementation, overridden.reason) == (
+        "split", "set by a grouped_conv_implementation block")
+
+
+def test_groups_that_do_not_divide_the_input_channels_are_named():
+    with pytest.raises(ValueError, match=r"groups=4 .* 6 channels"):
+        GroupedConv2D(8, 3, groups=4)(testing.random_images((1, 5, 5, 6)))

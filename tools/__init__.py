@@ -1,0 +1,1 @@
+"""Generators of the tables in README.md and docs/ (one writer for all of them)."""

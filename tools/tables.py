@@ -1,0 +1,91 @@
+"""The tables generated from the code: the model table, what the SE gates cost, the published
+weights and the attention kinds. `python tools/update_readme.py` writes them."""
+
+from keras_attn import attention, weights
+from keras_attn.applications import constructors, list_models, specs
+
+# SE networks whose cost the model docs report against the same network with gate=None.
+GATE_OVERHEAD_NAMES = (
+    "seresnet50", "seresnext50_32x4d", "senet154", "se_inception_v3", "se_inception_resnet_v2",
+    "se_bn_inception",
+)
+# What the SENet paper reports (Section 5: ~2.5M parameters on ResNet-50's ~25M).
+_PAPER_OVERHEAD = {"seresnet50": "~10%"}
+
+
+def models_table(param_counts):
+    """One row per registry name: constructor, parameters, input size, family, paper.
+
+    Args:
+        param_counts: `{name: count_params()}` for every name
+            (`keras_attn.applications.registry.count_parameters`).
+    """
+    names = {function.registry_name: function.__name__ for function in constructors.CONSTRUCTORS}
+    lines = [
+        "| name | constructor | parameters | input size | family | paper |",
+        "|---|---|---:|---:|---|---|",
+    ]
+    for name in list_models():
+        spec = specs.SPECS[name]
+        paper = specs.PAPERS[spec.paper]
+        constructor = f"`{names[name]}`" if name in names else ""
+        lines.append(
+            f"| `{name}` | {constructor} | {param_counts[name]:,} | {spec.default_size} "
+            f"| {spec.family} | [{paper.citation}]({paper.url}) |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def gate_overhead_table(param_counts, ungated_counts):
+    """What the SE gates cost in parameters.
+
+    Args:
+        param_counts: `{name: count_params()}` with the gates.
+        ungated_counts: `{name: count_parameters(name, gate=None)}`.
+    """
+    lines = [
+        "| name | parameters | without gates | SE overhead | paper |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name in GATE_OVERHEAD_NAMES:
+        gated, ungated = param_counts[name], ungated_counts[name]
+        lines.append(
+            f"| `{name}` | {gated:,} | {ungated:,} | {100 * (gated / ungated - 1):.1f}% "
+            f"| {_PAPER_OVERHEAD.get(name, '')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def weights_table():
+    """The published weights: one row per network and tag."""
+    lines = [
+        "| name | tag | top-1 | top-5 | size | crop | interpolation | license |",
+        "|---|---|---:|---:|---:|---:|---|---|",
+    ]
+    for name in weights.names_with_weights():
+        tags = weights.tags(name)
+        for tag in tags:
+            info = weights.tag_info(name, tag)
+            default = " (imagenet)" if tag == tags[0] else ""
+            lines.append(
+                f"| `{name}` | `{tag}`{default} | {info['top1']:.2f} | {info['top5']:.2f} "
+                f"| {info['eval_size']} | {info['crop_pct']} | {info['interpolation']} "
+                f"| {info['license'] or 'null'} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def attention_table():
+    """The attention kinds of `keras_attn.attention`: slot, layer, what it computes, paper,
+    timm module."""
+    lines = [
+        "| kind | slot | layer | what it computes | paper | timm |",
+        "|---|---|---|---|---|---|",
+    ]
+    for kind in attention.kinds():
+        timm = f"`{kind.timm_module}`" if kind.timm_module else ""
+        lines.append(
+            f"| `{kind.name}` | {kind.slot} | `{kind.layer.__name__}` | {kind.description} "
+            f"| [{kind.paper.citation}]({kind.paper.url}) | {timm} |"
+        )
+    return "\n".join(lines) + "\n"
