@@ -213,7 +213,7 @@ def _legacy_checkpoint(zip_format=True):
     import torch
 
     source = get_model("legacy_seresnet50", include_top=False, **LEGACY)
-    state = timm_convert.timm_state_dict(source, layout="senet")
+    state = timm_convert.timm_state_dict(source)
     state["last_linear.weight"] = np.zeros((1000, 512), "float32")
     state["last_linear.bias"] = np.zeros(1000, "float32")
     buffer = io.BytesIO()
