@@ -81,10 +81,30 @@ def checkpoint_server(monkeypatch, tmp_path):
 
 @pytest.fixture
 def cache_files(tmp_path):
-    """Lists the files in the private keras_attn cache of `checkpoint_server`."""
+    """Lists the files in the private keras_attn cache of `checkpoint_server` (without the
+    folder of empty lock files that loads take turns under)."""
+    from keras_attn.weights import fetch
 
     def listing():
         folder = tmp_path / "keras_home" / "keras_attn"
-        return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+        return sorted(p.name for p in folder.iterdir()
+                      if p.name != fetch.LOCK_SUBDIR) if folder.exists() else []
 
     return listing
+
+
+BAD_INPUTS = "tests/test_bad_inputs.py"
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Ends the run with the number of bad-input cases that ran (tests/test_bad_inputs.py),
+    read from the reports, so that it is right under pytest-xdist's workers too."""
+    outcomes = {}
+    for outcome in ("passed", "failed"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if report.when == "call" and report.nodeid.startswith(BAD_INPUTS):
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    if outcomes:
+        terminalreporter.write_line(
+            f"{BAD_INPUTS}: {sum(outcomes.values())} bad-input cases ran ("
+            + ", ".join(f"{count} {outcome}" for outcome, count in outcomes.items()) + ")")
