@@ -57,11 +57,28 @@ def mirrored_strategy():
 
 
 @pytest.fixture(scope="session")
-def full_size_param_counts():
-    """`count_params()` of every registry network at full size, 1000 classes: built once."""
+def full_size_param_counts(tmp_path_factory, worker_id):
+    """`count_params()` of every registry network at full size, 1000 classes: built once per
+    run. Under pytest-xdist the first worker to ask builds them and the others read its file
+    (the pattern of pytest-xdist's docs: a file lock in the run's shared temporary folder)."""
+    import json
+
+    from filelock import FileLock
+
     from keras_attn.applications import list_models, registry
 
-    return {name: registry.count_parameters(name) for name in list_models()}
+    def count():
+        return {name: registry.count_parameters(name) for name in list_models()}
+
+    if worker_id == "master":  # not under xdist
+        return count()
+    shared = tmp_path_factory.getbasetemp().parent / "full_size_param_counts.json"
+    with FileLock(f"{shared}.lock"):
+        if shared.is_file():
+            return json.loads(shared.read_text())
+        counts = count()
+        shared.write_text(json.dumps(counts))
+        return counts
 
 
 @pytest.fixture
