@@ -1,6 +1,5 @@
 """ONNX export through Keras' own exporter, float32 or static int8, verified in ONNX Runtime."""
 
-import fnmatch
 import itertools
 import os
 import tempfile
@@ -9,6 +8,7 @@ import warnings
 import numpy as np
 
 from keras_attn.export import files, serving
+from keras_attn.export import keep_float as keep_float_module
 from keras_attn.export.verify import verification_images, verified_report
 from keras_attn.layers.grouped_conv import grouped_conv_implementation
 
@@ -57,9 +57,10 @@ def onnx(model, path, *, quantization=None, representative_data=None, keep_float
             an iterable of such batches) to calibrate the activation ranges on; the first 100
             images are used.
         keep_float: for "int8", what stays float32: a sequence of ONNX operator types (e.g.
-            `"Sigmoid"`) or shell patterns on ONNX node names, which are TensorFlow's name
-            scopes with the Keras layer names (e.g. `"*/stage1_block1_se_1/*"`). Each entry
-            must match a node of the graph.
+            `"Sigmoid"`), shell patterns on ONNX node names, which are TensorFlow's name
+            scopes with the Keras layer names (e.g. `"*/stage1_block1_se_1/*"`), or `"se"`:
+            every Squeeze-and-Excitation layer (see `keras_attn.export.keep_float`). Each
+            entry must match a node of the graph.
         weights: the published tag whose mean/std the graph applies.
         model_name: the network's registry name, for a renamed or wrapped network (default
             `model.name`); see `serving.serving_config`.
@@ -94,7 +95,8 @@ def onnx(model, path, *, quantization=None, representative_data=None, keep_float
             f"{config.size}, {config.size}, 3) in [0, 255] from the data the model will see, "
             "to calibrate the activation ranges."
         )
-    keep_float = _check_keep_float(keep_float, quantization)
+    keep_float = keep_float_module.expand(
+        keep_float_module.check(keep_float, quantization), model)
     path = os.fspath(path)
     files.check_target(path, overwrite)
     _modules()  # a missing package is reported before the conversion
@@ -204,36 +206,12 @@ def quantize_int8(float_path, path, images, keep_float=()):
         )
 
 
-def _check_keep_float(keep_float, quantization):
-    if keep_float is None:
-        return ()
-    if quantization != "int8":
-        raise ValueError(
-            f"`keep_float` applies to quantization='int8' only; received keep_float="
-            f"{keep_float!r} with quantization={quantization!r}."
-        )
-    if isinstance(keep_float, str) or not all(isinstance(entry, str) for entry in keep_float):
-        raise ValueError(
-            "`keep_float` must be a list of ONNX operator types or node name patterns, e.g. "
-            f"['Sigmoid'] or ['*_se/*']; received keep_float={keep_float!r}."
-        )
-    return tuple(keep_float)
-
-
 def _excluded_nodes(model, keep_float):
     """The names of the nodes `keep_float` selects; raises for an entry that selects none."""
-    nodes = model.graph.node
-    excluded = []
-    for entry in keep_float:
-        selected = [node.name for node in nodes
-                    if node.op_type == entry or fnmatch.fnmatchcase(node.name, entry)]
-        if not selected:
-            raise ValueError(
-                f"`keep_float` entry {entry!r} matches no operator type and no node name of "
-                f"the graph; its operator types are {sorted({node.op_type for node in nodes})}."
-            )
-        excluded.extend(name for name in selected if name not in excluded)
-    return excluded
+    nodes = [(node.op_type, node.name) for node in model.graph.node]
+    selected, types = keep_float_module.select(nodes, keep_float)
+    return selected + [name for op_type, name in nodes
+                       if op_type in types and name not in selected]
 
 
 def calibration_images(representative_data, config):
