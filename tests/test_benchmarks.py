@@ -63,6 +63,11 @@ def test_split_choices_returns_the_items_in_order():
      "channels_last, contiguous"),
     ("grouped_conv", ["--shapes", "56"], "error: unrecognized arguments: --shapes 56"),
     ("grouped_conv", ["--threads", "0"], "error: --threads must be >= 1; received 0"),
+    ("runtimes", ["--runtimes", "keras,tensorrt"],
+     "error: --runtimes: unknown runtime 'tensorrt'; expected one of keras, saved_model, "
+     "tflite_f32, tflite_int8, onnx_f32, onnx_int8, openvino, timm"),
+    ("quantization", ["--calibration", "65"],
+     "error: --calibration (65) must be at most --calibration_crops (64)"),
 ])
 def test_benchmark_rejects_bad_input_before_building(script, argv, message):
     result = subprocess.run(
