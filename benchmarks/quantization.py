@@ -138,7 +138,9 @@ def measure(name, args, calibration, held_out):
     if "onnx" in args.formats:
         with tempfile.TemporaryDirectory(prefix="keras_attn_quantization_") as scratch:
             float_path = os.path.join(scratch, "float.onnx")
-            onnx_export.convert(model, config, float_path)
+            # Logits out, as the TFLite file: int8 probabilities of 1000 near-equal classes
+            # (steps of 1/256 of the largest) would tie, and top-1 would measure the ties.
+            onnx_export.convert(model, config, float_path, logits=True)
             for variant, kept in variants.items():
                 path = os.path.join(scratch, f"{variant}.onnx")
                 onnx_export.quantize_int8(float_path, path, calibration, kept)

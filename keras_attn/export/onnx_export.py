@@ -123,9 +123,10 @@ def onnx(model, path, *, quantization=None, representative_data=None, keep_float
     return report
 
 
-def convert(model, config, path):
+def convert(model, config, path, logits=False):
     """Writes `model` behind the pixels-in, probabilities-out function as an ONNX file (not
-    verified), with Keras' own exporter."""
+    verified), with Keras' own exporter; logits out with `logits=True` (see
+    `serving.probabilities_fn`: what int8 is measured on)."""
     _modules()
     # Grouped convolutions traced native, TensorFlow's grouped Conv2D op, which tf2onnx turns
     # into one ONNX Conv with `group`; the packed form would be several dense Convs with zeros,
@@ -133,7 +134,7 @@ def convert(model, config, path):
     with grouped_conv_implementation("native"), warnings.catch_warnings():
         # Keras' tf2onnx patch for NumPy 2 probes `np.object`, which warns.
         warnings.filterwarnings("ignore", message=".*np.object.*", category=FutureWarning)
-        serving.serving_model(model, config).export(
+        serving.serving_model(model, config, logits).export(
             path, format="onnx", input_signature=[serving.pixels_signature(config)],
             verbose=False,
         )

@@ -226,10 +226,10 @@ def write_saved_model(model, path, functions):
 class _ServingModel(keras.Model):
     """A Keras model whose call is `probabilities_fn`: what Keras' own exporters convert."""
 
-    def __init__(self, model, config):
+    def __init__(self, model, config, logits=False):
         super().__init__(name=f"{model.name}_serving")
         self.classifier = model
-        self._probabilities = probabilities_fn(model, config)
+        self._probabilities = probabilities_fn(model, config, logits)
         # Its only weights are the classifier's, built already; Keras' exporters refuse a model
         # that was never built.
         self.built = True
@@ -238,9 +238,9 @@ class _ServingModel(keras.Model):
         return self._probabilities(images)
 
 
-def serving_model(model, config):
+def serving_model(model, config, logits=False):
     """`model` behind the pixels-in, probabilities-out function, as a Keras model that
     `model.export(format="onnx" | "openvino")` converts (with `pixels_signature(config)` as
     its input signature): the ONNX and OpenVINO exports prepare the network here, and only
     here."""
-    return _ServingModel(inference_model(model), config)
+    return _ServingModel(inference_model(model), config, logits)

@@ -315,3 +315,18 @@ def test_a_path_that_cannot_be_a_file_is_refused(tmp_path):
         export.onnx(model, tmp_path)
     with pytest.raises(ValueError, match="does not exist"):
         export.onnx(model, tmp_path / "missing" / "model.onnx")
+
+
+def test_convert_with_logits_writes_the_classifiers_scores_before_softmax(tmp_path):
+    from keras_attn.applications import get_model
+
+    model = get_model("resnet50", classes=10, widths=(8, 16, 32, 64), depths=(1, 1, 1, 1),
+                      input_shape=(32, 32, 3), classifier_activation=None)
+    config = serving.serving_config(model)
+    path = str(tmp_path / "logits.onnx")
+    onnx_export.convert(model, config, path, logits=True)
+    assert "Softmax" not in {node.op_type for node in onnx_lib.load(path).graph.node}
+    images = _pixels(3, seed=4, size=32)
+    np.testing.assert_allclose(export.run_onnx(path, images),
+                               serving.probabilities_fn(model, config, logits=True)(images),
+                               atol=1e-4)
