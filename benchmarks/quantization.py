@@ -55,6 +55,7 @@ def realistic_network(name, size, calibration):
     from keras_attn.applications import get_model
     from keras_attn.export import serving
 
+    keras.utils.set_random_seed(0)  # the same random network in every run
     model = get_model(name, weights=None, classifier_activation=None,
                       input_shape=(size, size, 3))
     config = serving.serving_config(model, weights=None)
