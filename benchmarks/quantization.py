@@ -130,8 +130,9 @@ def measure(name, args, calibration, held_out):
         _log(f"[{time.perf_counter() - started:4.0f}s] {name} {key}: {results[key]}")
 
     if "tflite" in args.formats:
-        converter = _tflite_converter(model, config, calibration)
-        calibrated = tflite_export.calibrate(converter)
+        with tempfile.TemporaryDirectory(prefix="keras_attn_quantization_") as scratch:
+            converter = _tflite_converter(model, config, calibration, scratch)
+            calibrated = tflite_export.calibrate(converter)
         for variant, kept in variants.items():
             content = tflite_export.quantize_calibrated(calibrated, kept)
             runner = _TFLite(content)
@@ -153,14 +154,13 @@ def measure(name, args, calibration, held_out):
     return distinct, results
 
 
-def _tflite_converter(model, config, calibration):
-    """An int8 converter of `model`'s logits graph, kept with its SavedModel alive."""
+def _tflite_converter(model, config, calibration, scratch):
+    """An int8 converter of `model`'s logits graph, through a SavedModel in `scratch`."""
     import tensorflow as tf
 
     from keras_attn.export import serving, tflite_export
     from keras_attn.layers.grouped_conv import grouped_conv_implementation
 
-    scratch = tempfile.mkdtemp(prefix="keras_attn_quantization_")
     with grouped_conv_implementation("native"):
         inference = serving.inference_model(model)
         serving.write_saved_model(inference, scratch, {"serving_default": (
