@@ -16,13 +16,12 @@ table's validation, the builder, the timm converter, `keras_attn.inspect` and th
 tables read this registry; nothing else lists the kinds. An application registers its own
 kind with `register` (see `docs/architecture.md`, "Adding an attention kind").
 
-Example:
-
->>> import keras_attn
->>> [kind.name for kind in keras_attn.attention.kinds()]
-['se', 'sk', 'splat']
->>> keras_attn.attention.get("se").layer.__name__
-'SqueezeExcite'
+Examples:
+    >>> import keras_attn
+    >>> [kind.name for kind in keras_attn.attention.kinds()][:3]   # the package's first three
+    ['se', 'sk', 'splat']
+    >>> keras_attn.attention.get("se").layer.__name__
+    'SqueezeExcite'
 """
 
 import dataclasses
@@ -33,12 +32,29 @@ from keras import ops
 
 from keras_attn.layers import SelectiveKernel, SplitAttention, SqueezeExcite
 
+__all__ = [
+    "SELECTIVE_KERNEL", "SLOTS", "SPLIT_ATTENTION", "SQUEEZE_EXCITE", "AttentionKind", "Paper",
+    "drop_spatial_axes", "get", "kind_of", "kinds", "register", "unregister",
+]
+
 SLOTS = ("gate", "conv")
 
 
 @dataclasses.dataclass(frozen=True)
 class Paper:
-    """A publication: its short citation, title and URL."""
+    """A publication: its short citation, title and URL, as the generated tables cite it.
+
+    Attributes:
+        citation: authors and venue, e.g. `"Hu et al., CVPR 2018"`.
+        title: the paper's title.
+        url: where to read it (arXiv where there is one).
+
+    Examples:
+        >>> paper = Paper("Hu et al., CVPR 2018", "Squeeze-and-Excitation Networks",
+        ...               "https://arxiv.org/abs/1709.01507")
+        >>> str(paper)
+        'Hu et al., CVPR 2018, Squeeze-and-Excitation Networks'
+    """
 
     citation: str
     title: str
@@ -50,7 +66,20 @@ class Paper:
 
 def drop_spatial_axes(weights):
     """`(batch, 1, 1, ...)` attention weights as `(batch, ...)`: how `keras_attn.inspect`
-    reads a kind whose weights are one value per channel (and branch) for the whole map."""
+    reads a kind whose weights are one value per channel (and branch) for the whole map, the
+    default `AttentionKind.read`.
+
+    Args:
+        weights: a tensor of shape `(batch, 1, 1, ...)`.
+
+    Returns:
+        The same values, shape `(batch, ...)`.
+
+    Examples:
+        >>> from keras import ops
+        >>> tuple(drop_spatial_axes(ops.zeros((4, 1, 1, 2, 64))).shape)
+        (4, 2, 64)
+    """
     return ops.reshape(weights, (-1, *weights.shape[3:]))
 
 
@@ -76,6 +105,17 @@ class AttentionKind:
             `gamma` -> `weight`, `moving_mean` -> `running_mean`, ...).
         reads: what `keras_attn.inspect.attention_model` returns for such a layer, in words.
         read: `read(weights)`: turns the layer's `attention_weights(inputs)` into that.
+
+    Raises:
+        ValueError: a `slot` other than `SLOTS`, a `name` that is not a lowercase identifier
+            (or is "plain"), or a `layer` that is not a class with `attention_weights`.
+
+    Examples:
+        >>> kind = get("sk")
+        >>> kind.slot, kind.layer.__name__, kind.timm_module
+        ('conv', 'SelectiveKernel', 'timm.layers.SelectiveKernel')
+        >>> kind.arguments
+        ('kernel_size', 'rd_ratio', 'rd_channels', 'rd_divisor', 'keep_3x3', 'split_input')
     """
 
     name: str
@@ -128,26 +168,26 @@ def register(kind, *, replace=False):
     Raises:
         ValueError: a kind of that name exists and `replace` is False.
 
-    Example:
-
-    >>> import keras
-    >>> @keras.saving.register_keras_serializable(package="my_app")
-    ... class ScaledGate(keras.layers.Layer):
-    ...     def build(self, input_shape):
-    ...         self.scale = self.add_weight(shape=(input_shape[-1],), initializer="ones")
-    ...     def attention_weights(self, inputs):
-    ...         return keras.ops.sigmoid(keras.ops.reshape(self.scale, (1, 1, 1, -1)))
-    ...     def call(self, inputs):
-    ...         return inputs * self.attention_weights(inputs)
-    >>> _ = register(AttentionKind(
-    ...     name="scaled", slot="gate", layer=ScaledGate, arguments=(),
-    ...     paper=Paper("Me, 2026", "A gate", "https://example.org"),
-    ...     description="a learned sigmoid scale per channel"))
-    >>> net = keras_attn.applications.get_model("resnet50", gate="scaled", depths=(1, 1, 1, 1),
-    ...                                         input_shape=(64, 64, 3), classes=10)
-    >>> net.get_layer("stage1_block1_scaled").__class__.__name__
-    'ScaledGate'
-    >>> unregister("scaled")
+    Examples:
+        >>> import keras
+        >>> import keras_attn
+        >>> @keras.saving.register_keras_serializable(package="my_app")
+        ... class ScaledGate(keras.layers.Layer):
+        ...     def build(self, input_shape):
+        ...         self.scale = self.add_weight(shape=(input_shape[-1],), initializer="ones")
+        ...     def attention_weights(self, inputs):
+        ...         return keras.ops.sigmoid(keras.ops.reshape(self.scale, (1, 1, 1, -1)))
+        ...     def call(self, inputs):
+        ...         return inputs * self.attention_weights(inputs)
+        >>> _ = register(AttentionKind(
+        ...     name="scaled", slot="gate", layer=ScaledGate, arguments=(),
+        ...     paper=Paper("Me, 2026", "A gate", "https://example.org"),
+        ...     description="a learned sigmoid scale per channel"))
+        >>> net = keras_attn.applications.get_model("resnet50", gate="scaled", depths=(1, 1, 1, 1),
+        ...                                         input_shape=(64, 64, 3), classes=10)
+        >>> net.get_layer("stage1_block1_scaled").__class__.__name__
+        'ScaledGate'
+        >>> unregister("scaled")
     """
     if not isinstance(kind, AttentionKind):
         raise ValueError(f"`kind` must be an AttentionKind; received {kind!r}.")
@@ -161,7 +201,20 @@ def register(kind, *, replace=False):
 
 
 def unregister(name):
-    """Removes the kind `name` from the registry (tests, notebooks that redefine a kind)."""
+    """Removes the kind `name` from the registry (tests, notebooks that redefine a kind).
+
+    Args:
+        name: a registered kind's name.
+
+    Raises:
+        ValueError: no kind has that name.
+
+    Examples:
+        >>> unregister("no_such_kind")
+        Traceback (most recent call last):
+        ...
+        ValueError: Unknown attention kind 'no_such_kind'; registered kinds are ...
+    """
     get(name)
     del _KINDS[name]
 
@@ -169,8 +222,18 @@ def unregister(name):
 def get(name):
     """The registered kind `name`.
 
+    Args:
+        name: what a network row's `gate` or `conv` field says, e.g. `"se"`.
+
+    Returns:
+        Its `AttentionKind`.
+
     Raises:
         ValueError: no kind has that name; the message lists the registered ones.
+
+    Examples:
+        >>> get("se").paper.url
+        'https://arxiv.org/abs/1709.01507'
     """
     if name not in _KINDS:
         raise ValueError(
@@ -181,14 +244,44 @@ def get(name):
 
 
 def kinds(slot=None):
-    """The registered kinds, in the order they were registered; only one slot's if given."""
+    """The registered kinds, in the order they were registered.
+
+    Args:
+        slot: `"gate"` or `"conv"` for that slot's kinds only; None for all.
+
+    Returns:
+        A tuple of `AttentionKind`.
+
+    Raises:
+        ValueError: `slot` is not None or one of `SLOTS`.
+
+    Examples:
+        >>> [kind.name for kind in kinds("conv")]
+        ['sk', 'splat']
+    """
     if slot is not None and slot not in SLOTS:
         raise ValueError(f"`slot` must be one of {SLOTS} or None; received slot={slot!r}.")
     return tuple(kind for kind in _KINDS.values() if slot is None or kind.slot == slot)
 
 
 def kind_of(layer):
-    """The registered kind whose layer class `layer` is an instance of, or None."""
+    """The registered kind whose layer class `layer` is an instance of (its exact class first,
+    then a subclass's), or None: how the converter and `inspect` recognise attention layers.
+
+    Args:
+        layer: a Keras layer.
+
+    Returns:
+        An `AttentionKind`, or None.
+
+    Examples:
+        >>> import keras
+        >>> from keras_attn.layers import SqueezeExcite
+        >>> kind_of(SqueezeExcite()).name
+        'se'
+        >>> kind_of(keras.layers.Dense(4)) is None
+        True
+    """
     for kind in _KINDS.values():
         if type(layer) is kind.layer:
             return kind

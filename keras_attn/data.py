@@ -15,6 +15,10 @@ import tensorflow as tf
 from keras_attn import weights as published
 from keras_attn.applications import imagenet_utils, specs
 
+__all__ = [
+    "eval_config", "eval_transform", "load_image", "resize_and_center_crop",
+]
+
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "area")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")  # what `load_image` decodes
 
@@ -88,10 +92,11 @@ def eval_config(model, weights="imagenet"):
 def eval_transform(model, weights="imagenet"):
     """A function from a uint8 RGB image to the normalised crop `model` expects.
 
-    Example:
-
-    >>> transform = eval_transform("resnest50d")
-    >>> batch = tf.stack([transform(load_image(path)) for path in paths])
+    Examples:
+        ```python
+        transform = eval_transform("resnest50d")
+        batch = tf.stack([transform(load_image(path)) for path in paths])
+        ```
     """
     config = eval_config(model, weights)
     spec = specs.get_spec(model).replace(mean=tuple(config["mean"]), std=tuple(config["std"]))

@@ -9,12 +9,13 @@
 - `plot_excitation`, `plot_kernel_selection`: draw them with matplotlib (`pip install
   "keras-attn[plot]"`) and save PNGs.
 
-Example:
-
->>> model = keras_attn.applications.get_model("seresnet20_cifar", classes=10,
-...                                           weights="runs/digits/best.weights.h5")
->>> profile = keras_attn.inspect.excitation_profile(model, images, labels)
->>> keras_attn.inspect.plot_excitation(profile, path="excitation.png")
+Examples:
+    ```python
+    model = keras_attn.applications.get_model("seresnet20_cifar", classes=10,
+                                              weights="runs/digits/best.weights.h5")
+    profile = keras_attn.inspect.excitation_profile(model, images, labels)
+    keras_attn.inspect.plot_excitation(profile, path="excitation.png")
+    ```
 """
 
 import dataclasses
@@ -28,6 +29,10 @@ from keras import ops
 from keras_attn import attention
 from keras_attn.layers import SelectiveKernel
 
+__all__ = [
+    "ExcitationProfile", "KernelSelection", "attention_layers", "attention_model", "enlarge",
+    "excitation_profile", "kernel_selection", "plot_excitation", "plot_kernel_selection",
+]
 
 def attention_layers(model):
     """The attention layers of `model` (those of a kind in `keras_attn.attention`) in the order
@@ -35,6 +40,19 @@ def attention_layers(model):
 
     Layers of a nested model (a backbone inside a fine-tuning model) are named
     `"<backbone name>/<layer name>"`.
+
+    Args:
+        model: a Keras model, or a model holding one (a fine-tuning model).
+
+    Returns:
+        A list of `(name, layer)`; empty when the model has no attention layer.
+
+    Examples:
+        >>> import keras_attn
+        >>> model = keras_attn.applications.get_model("skresnet18", depths=(1, 1, 1, 1),
+        ...                                           input_shape=(64, 64, 3), classes=10)
+        >>> [name for name, _ in attention_layers(model)]
+        ['stage1_block1_conv1', 'stage2_block1_conv1', 'stage3_block1_conv1', 'stage4_block1_conv1']
     """
     found = []
     for layer in model.layers:
@@ -68,11 +86,12 @@ def attention_model(model):
     Raises:
         ValueError: the model has no attention layer, or one is used more than once.
 
-    Example:
-
-    >>> weights = attention_model(model).predict(images)
-    >>> weights["stage3_block1_conv2"].shape      # a SKNet's selective kernel
-    (8, 2, 256)
+    Examples:
+        ```python
+        weights = attention_model(model).predict(images)
+        weights["stage3_block1_conv2"].shape      # a SKNet's selective kernel
+        # (8, 2, 256)
+        ```
     """
     if not attention_layers(model):
         layers = ", ".join(kind.layer.__name__ for kind in attention.kinds())
@@ -131,6 +150,12 @@ class ExcitationProfile:
         counts: number of images of each class.
         means: `{layer name: (classes, channels)}` for SE gates and
             `(classes, branches, channels)` for SK and split attention, in depth order.
+
+    Examples:
+        ```python
+        profile = keras_attn.inspect.excitation_profile(model, images, labels)
+        profile.means["stage3_block3_se"][profile.classes.tolist().index(7)]  # class 7's gates
+        ```
     """
 
     classes: np.ndarray
@@ -147,17 +172,18 @@ def excitation_profile(model, images, labels, class_names=None, batch_size=32, v
         images: what `model` takes, `(n, height, width, 3)` (preprocessed as for `predict`).
         labels: `n` integer class ids (the true classes, or `model`'s predictions).
         class_names: names of the class ids, a sequence indexed by class id; default: the ids.
-        batch_size, verbose: as `keras.Model.predict` takes them (verbose="auto" shows a
-            progress bar).
+        batch_size: images per `keras.Model.predict` batch.
+        verbose: as `keras.Model.predict` takes it ("auto" shows a progress bar).
 
     Returns:
         An `ExcitationProfile`.
 
-    Example:
-
-    >>> profile = excitation_profile(model, images, labels)
-    >>> profile.means["stage3_block3_se"].shape   # 10 classes, 64 channels
-    (10, 64)
+    Examples:
+        ```python
+        profile = excitation_profile(model, images, labels)
+        profile.means["stage3_block3_se"].shape   # 10 classes, 64 channels
+        # (10, 64)
+        ```
     """
     images = np.asarray(images)
     labels = np.asarray(labels)
@@ -192,6 +218,12 @@ class KernelSelection:
         scales: the enlargement factors, one row of every array per scale.
         kernel_sizes: `{layer name: receptive field of each branch}`, e.g. `(3, 5)`.
         means: `{layer name: (scales, branches, channels)}`, in depth order.
+
+    Examples:
+        ```python
+        selection = keras_attn.inspect.kernel_selection(model, images, scales=(1.0, 2.0))
+        selection.kernel_sizes["stage2_block1_conv2"]   # e.g. (3, 5)
+        ```
     """
 
     scales: tuple
@@ -216,15 +248,17 @@ def kernel_selection(model, images, scales=(1.0, 1.5, 2.0), batch_size=32, verbo
         model: a network with `SelectiveKernel` layers (SKNet, SK-ResNet, your own).
         images: what `model` takes, `(n, height, width, 3)`.
         scales: enlargement factors, each >= 1.
-        batch_size, verbose: as `keras.Model.predict` takes them.
+        batch_size: images per `keras.Model.predict` batch.
+        verbose: as `keras.Model.predict` takes it.
 
     Returns:
         A `KernelSelection`.
 
-    Example:
-
-    >>> selection = kernel_selection(model, images, scales=(1.0, 1.5, 2.0))
-    >>> selection.difference("stage2_block1_conv2").mean(axis=-1)   # one value per scale
+    Examples:
+        ```python
+        selection = kernel_selection(model, images, scales=(1.0, 1.5, 2.0))
+        selection.difference("stage2_block1_conv2").mean(axis=-1)   # one value per scale
+        ```
     """
     scales = tuple(float(scale) for scale in scales)
     if not scales or min(scales) < 1.0:
@@ -249,7 +283,24 @@ def kernel_selection(model, images, scales=(1.0, 1.5, 2.0), batch_size=32, verbo
 
 def enlarge(images, scale):
     """Crops the central `1 / scale` of each image and resizes it back (bilinear):
-    the object appears `scale` times larger. `images`: `(n, height, width, channels)`."""
+    the object appears `scale` times larger.
+
+    Args:
+        images: `(n, height, width, channels)` pixels.
+        scale: the enlargement factor, >= 1.
+
+    Returns:
+        A float32 NumPy array of the same shape.
+
+    Examples:
+        >>> import numpy as np
+        >>> image = np.arange(16, dtype="float32").reshape(1, 4, 4, 1)
+        >>> enlarge(image, 2.0)[0, :, :, 0]   # the central 2x2, resized to 4x4
+        array([[ 5.  ,  5.25,  5.75,  6.  ],
+               [ 6.  ,  6.25,  6.75,  7.  ],
+               [ 8.  ,  8.25,  8.75,  9.  ],
+               [ 9.  ,  9.25,  9.75, 10.  ]], dtype=float32)
+    """
     images = np.asarray(images, "float32")
     if images.ndim != 4:
         raise ValueError(f"`images` must be (n, height, width, channels); received shape "
@@ -281,6 +332,12 @@ def plot_excitation(profile, layers=None, branch=0, max_panels=6, path=None):
 
     Returns:
         The matplotlib `Figure`.
+
+    Examples:
+        ```python
+        profile = keras_attn.inspect.excitation_profile(model, images, labels)
+        keras_attn.inspect.plot_excitation(profile, path="excitation.png")
+        ```
     """
     pyplot = _pyplot()
     names = _pick(list(profile.means), layers, max_panels)
@@ -324,6 +381,12 @@ def plot_kernel_selection(selection, layers=None, path=None):
 
     Returns:
         The matplotlib `Figure`.
+
+    Examples:
+        ```python
+        selection = keras_attn.inspect.kernel_selection(model, images)
+        keras_attn.inspect.plot_kernel_selection(selection, path="kernel_selection.png")
+        ```
     """
     pyplot = _pyplot()
     names = _pick(list(selection.means), layers, None)

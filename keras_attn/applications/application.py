@@ -30,6 +30,10 @@ class Feature:
         stride: how many times smaller than the input it is (nominally: valid convolutions
             shave a pixel or two off, as in Inception).
         description: what it is, e.g. "output of stage 2".
+
+    Examples:
+        >>> Feature("stage2_block4_out", 8, "output of stage 2").level
+        3
     """
 
     layer: str
@@ -52,6 +56,17 @@ class Structure:
         blocks: `{block name: names of its layers, in the order they were made}`.
         timm_modules: `{layer name: the timm module it corresponds to}` for every layer with
             weights (`"layer1.0.conv1"`), empty for networks timm does not have.
+
+    Examples:
+        >>> import keras_attn
+        >>> model = keras_attn.applications.get_model("seresnext26d_32x4d", depths=(1, 1, 1, 1),
+        ...                                           input_shape=(64, 64, 3))
+        >>> model.structure.timm_modules["stage1_block1_conv2"]
+        'layer1.0.conv2'
+        >>> model.structure.block_of("stage1_block1_se")
+        'stage1_block1'
+        >>> [feature.stride for feature in model.structure.features]
+        [4, 8, 16, 32]
     """
 
     features: tuple = ()
@@ -124,15 +139,16 @@ class Network(keras.Model):
     reloaded network converts timm checkpoints and offers its feature maps as a built one does.
 
     Args:
-        *args, **kwargs: `keras.Model`'s functional arguments (`inputs`, `outputs`, `name`).
         structure: the `Structure` its builder recorded (None for a clone).
+        *args: `keras.Model`'s functional arguments (`inputs`, `outputs`).
+        **kwargs: `keras.Model`'s keyword arguments (`name`, ...).
 
-    Example:
-
-    >>> model = keras_attn.applications.get_model("resnet50", depths=(1, 1, 1, 1),
-    ...                                           input_shape=(64, 64, 3), classes=10)
-    >>> [feature.layer for feature in model.structure.features]
-    ['stage1_block1_out', 'stage2_block1_out', 'stage3_block1_out', 'stage4_block1_out']
+    Examples:
+        >>> import keras_attn
+        >>> model = keras_attn.applications.get_model("resnet50", depths=(1, 1, 1, 1),
+        ...                                           input_shape=(64, 64, 3), classes=10)
+        >>> [feature.layer for feature in model.structure.features]
+        ['stage1_block1_out', 'stage2_block1_out', 'stage3_block1_out', 'stage4_block1_out']
     """
 
     def __init__(self, *args, structure=None, **kwargs):

@@ -4,12 +4,12 @@ Each is a short explicit function that builds its registry row with `get_model`;
 `_application` decorator writes its docstring from the row and lists it in `CONSTRUCTORS`,
 the one list of them (`keras_attn.applications` exports them from here).
 
-Example:
-
->>> model = keras_attn.applications.SEResNet50(weights=None, input_shape=(64, 64, 3),
-...                                           classes=10)
->>> model.name
-'seresnet50'
+Examples:
+    >>> import keras_attn
+    >>> model = keras_attn.applications.SEResNet50(weights=None, input_shape=(64, 64, 3),
+    ...                                           classes=10)
+    >>> model.name
+    'seresnet50'
 """
 
 from keras_attn.applications import registry, specs
@@ -31,13 +31,19 @@ _CONSTRUCTOR_DOC = """
         name: the model's name; defaults to `"{registry_name}"`.
 
     Returns:
-        A `keras.Model` of the {family} family, registry name `"{registry_name}"`.
+        A `Network` (a functional `keras.Model`) of the {family} family, registry name
+        `"{registry_name}"`.
 
-    Example:
+    Examples:
+        Shown as plain code, not run as a doctest: {weights_note}. The module's example
+        builds a network offline.
 
-    >>> model = keras_attn.applications.{function}()
-    >>> images = keras_attn.applications.preprocess_input(pixels, model="{registry_name}")
-    >>> keras_attn.applications.decode_predictions(model.predict(images))
+        ```python
+        model = keras_attn.applications.{function}()
+        pixels = np.random.uniform(0, 255, (1, {size}, {size}, 3))   # RGB in [0, 255]
+        images = keras_attn.applications.preprocess_input(pixels, model="{registry_name}")
+        print(keras_attn.applications.decode_predictions(model.predict(images)))
+        ```
     """
 
 
@@ -61,6 +67,11 @@ def _application(registry_name, paper_note, summary):
                 registry_name=registry_name,
                 function=function.__name__,
                 family=spec.family,
+                weights_note=(
+                    "the default `weights=\"imagenet\"` downloads timm's checkpoint once"
+                    if function.__defaults__[1] == "imagenet" else
+                    "random weights (no published checkpoint), but a full-size build"
+                ),
             )
         )
         CONSTRUCTORS.append(function)

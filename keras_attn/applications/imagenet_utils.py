@@ -42,10 +42,14 @@ def preprocess_input(x, model=None, data_format=None, weights=None):
     Returns:
         The normalised images: a NumPy array for NumPy input, else a tensor.
 
-    Example:
+    Raises:
+        ValueError: `x` does not have 3 channels where `data_format` puts them, an unknown
+            `data_format`, or `weights` without `model`.
 
-    >>> images = np.random.uniform(0, 255, (2, 224, 224, 3))
-    >>> batch = preprocess_input(images, model="resnest50d")
+    Examples:
+        >>> images = np.full((2, 224, 224, 3), 255.0)
+        >>> preprocess_input(images, model="resnest50d")[0, 0, 0].round(3)   # (1 - mean) / std
+        array([2.249, 2.429, 2.64 ], dtype=float32)
     """
     mean, std = mean_and_std(model, weights)
     data_format = data_format or "channels_last"
@@ -96,7 +100,17 @@ def decode_predictions(preds, top=5):
 
     Returns:
         One list per image of `top` tuples `(wnid, class_name, score)`, as
-        `keras.applications.imagenet_utils.decode_predictions` returns (no download needed).
+        `keras.applications.imagenet_utils.decode_predictions` returns. The class index
+        ships with the package: no download.
+
+    Raises:
+        ValueError: `preds` is not `(batch, 1000)`, or `top` is not in [1, 1000].
+
+    Examples:
+        >>> scores = np.zeros((1, 1000), "float32")
+        >>> scores[0, 281] = 0.9
+        >>> decode_predictions(scores, top=1)
+        [[('n02123045', 'tabby', 0.8999999761581421)]]
     """
     preds = np.asarray(ops.convert_to_numpy(preds))
     if preds.ndim != 2 or preds.shape[1] != NUM_CLASSES:

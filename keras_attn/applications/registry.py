@@ -30,7 +30,19 @@ _TIMM_CHECKPOINTS = (".safetensors",) + timm_convert.TORCH_SUFFIXES
 
 
 def list_models(pattern=None):
-    """Sorted registry names, optionally filtered by a shell pattern such as `"resnest*"`."""
+    """The registry names of every network, sorted: what `get_model` builds.
+
+    Args:
+        pattern: a shell pattern such as `"resnest*"` to filter the names; None for all.
+
+    Returns:
+        A sorted list of names.
+
+    Examples:
+        >>> list_models("seresnext*")
+        ['seresnext101_32x4d', 'seresnext101_32x8d', 'seresnext101_64x4d',
+         'seresnext26d_32x4d', 'seresnext50_32x4d']
+    """
     names = sorted(specs.SPECS)
     if pattern is not None:
         names = [name for name in names if fnmatch.fnmatchcase(name, pattern)]
@@ -53,12 +65,22 @@ def get_model(model_name, /, weights=None, **kwargs):
             of `NetworkSpec` (`depths`, `widths`, `stem_width`, `cardinality`, `conv_args`...).
 
     Returns:
-        A `keras.Model`.
+        A `Network` (a functional `keras.Model`).
 
-    Example:
+    Raises:
+        ValueError: an unknown name (close names are suggested), argument or field value, a
+            weights file that does not exist, or ImageNet weights with `classes` other than
+            1000 and `include_top=True`.
 
-    >>> tiny = get_model("seresnet50", widths=(8, 16, 32, 64), depths=(1, 1, 1, 1),
-    ...                  input_shape=(64, 64, 3), classes=10)
+    Examples:
+        >>> tiny = get_model("seresnet50", widths=(8, 16, 32, 64), depths=(1, 1, 1, 1),
+        ...                  input_shape=(64, 64, 3), classes=10)
+        >>> tiny.output_shape
+        (None, 10)
+        >>> get_model("seresnext50")
+        Traceback (most recent call last):
+        ...
+        ValueError: Unknown model name 'seresnext50'. Did you mean 'seresnext50_32x4d', ...
     """
     spec, kwargs = specs.resolve(model_name, **kwargs)
     unknown = sorted(set(kwargs) - set(_BUILDER_ARGS))
@@ -149,11 +171,11 @@ def feature_extractor(name_or_model, **kwargs):
     Raises:
         ValueError: a model and `kwargs` together, or a model this package did not build.
 
-    Example:
-
-    >>> backbone = feature_extractor("seresnet50", input_shape=(256, 256, 3))
-    >>> sorted(backbone.output.keys())
-    ['P2', 'P3', 'P4', 'P5']
+    Examples:
+        >>> backbone = feature_extractor("seresnet50", depths=(1, 1, 1, 1),
+        ...                              input_shape=(256, 256, 3))
+        >>> sorted(backbone.output.keys())
+        ['P2', 'P3', 'P4', 'P5']
     """
     if isinstance(name_or_model, str):
         model = get_model(name_or_model, include_top=False, **kwargs)

@@ -137,7 +137,10 @@ class _Row:
 
 @dataclasses.dataclass(frozen=True)
 class NetworkSpec(_Row):
-    """One ResNet-family network.
+    """One ResNet-family network: a row of the table that one builder turns into a model.
+
+    A frozen dataclass, so a misspelt field fails at once; `replace(**changes)` derives a
+    changed row (mapping fields merge), and `get_model(name, **changes)` builds one.
 
     Attributes:
         name: registry name (timm's where timm has the network).
@@ -169,9 +172,26 @@ class NetworkSpec(_Row):
         avd: in strided bottlenecks, move the stride to a 3x3 average pool (ResNeSt).
         avd_first: put that pool before the conv slot instead of after it.
         default_size: input height and width of the published weights.
-        mean, std: per-channel normalisation of [0, 1] pixels the network expects.
+        mean: per-channel mean of the [0, 1] pixels the network expects.
+        std: per-channel standard deviation of those pixels.
         timm_layout: the timm source file whose module names its checkpoints use: "resnet",
             "sknet" or "senet" (`TIMM_LAYOUTS`).
+
+    Raises:
+        ValueError: a field outside its choices or range, or a `gate` / `conv` kind (or
+            argument) the attention registry does not know; the message names the field.
+
+    Examples:
+        >>> from keras_attn.applications import specs
+        >>> row = specs.SPECS["seresnext50_32x4d"]
+        >>> row.cardinality, row.base_width, row.gate
+        (32, 4, 'se')
+        >>> row.replace(widths=(16, 32, 64, 128), gate_args={"rd_ratio": 0.25}).gate_args
+        mappingproxy({'rd_ratio': 0.25})
+        >>> row.replace(gate="eca_typo")
+        Traceback (most recent call last):
+        ...
+        ValueError: `gate` must be None or a registered gate-slot attention kind ...
     """
 
     name: str
@@ -304,7 +324,17 @@ class InceptionSpec(_Row):
         gate_args: keyword arguments of the gate slot's layer.
         default_size: input height and width the network was designed for.
         min_input_size: smallest input height and width.
-        mean, std: per-channel normalisation of [0, 1] pixels the network expects.
+        mean: per-channel mean of the [0, 1] pixels the network expects.
+        std: per-channel standard deviation of those pixels.
+
+    Raises:
+        ValueError: an unknown `architecture` or `gate`, or sizes that are not positive.
+
+    Examples:
+        >>> from keras_attn.applications import specs
+        >>> row = specs.SPECS["se_inception_v3"]
+        >>> row.architecture, row.gate, row.default_size
+        ('inception_v3', 'se', 299)
     """
 
     name: str

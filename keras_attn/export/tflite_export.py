@@ -49,8 +49,10 @@ def tflite(model, path, quantization=None, representative_data=None, *, weights=
             `model.name`); see `serving.serving_config`.
         verify_images: float32 pixels `(batch, size, size, 3)` to verify on; default: 4
             random images.
-        max_abs_error, min_top1_agreement: limits of the verification; "default" takes
-            `LIMITS[quantization]`, None removes a limit.
+        max_abs_error: the verification's limit on the largest probability difference;
+            "default" takes `LIMITS[quantization]`, None removes the limit.
+        min_top1_agreement: its limit on the share of images whose top-1 class agrees;
+            "default" takes `LIMITS[quantization]`, None removes the limit.
 
     Returns:
         An `ExportReport`.
@@ -58,10 +60,11 @@ def tflite(model, path, quantization=None, representative_data=None, *, weights=
     Raises:
         ExportVerificationError: the file differs from the Keras model beyond the limits.
 
-    Example:
-
-    >>> keras_attn.export.tflite(model, "resnest50d_int8.tflite", quantization="int8",
-    ...                          representative_data=calibration_images)
+    Examples:
+        ```python
+        keras_attn.export.tflite(model, "resnest50d_int8.tflite", quantization="int8",
+                                 representative_data=calibration_images)
+        ```
     """
     if quantization not in QUANTIZATIONS:
         raise ValueError(
@@ -189,9 +192,14 @@ def run_tflite(path_or_content, images):
         images: pixels of shape `(batch, height, width, 3)`, in what the model was exported for
             (by `keras_attn.export.tflite`: RGB in [0, 255]).
 
-    Example:
+    Returns:
+        The file's output as a NumPy array, `(batch, classes)` probabilities for a file
+        `keras_attn.export.tflite` wrote.
 
+    Examples:
+        ```python
         probabilities = keras_attn.export.run_tflite("resnest50d.tflite", pixels)
+        ```
     """
     images = np.asarray(images, "float32")
     runner = interpreter(path_or_content)

@@ -32,10 +32,9 @@ class SqueezeExcite(keras.layers.Layer):
 
     Input shape: `(batch, height, width, channels)`; output shape: the same.
 
-    Example:
-
-    >>> features = keras.Input((None, None, 256))
-    >>> gated = SqueezeExcite(rd_ratio=1 / 16)(features)   # bottleneck of 16 channels
+    Examples:
+        >>> features = keras.Input((None, None, 256))
+        >>> gated = SqueezeExcite(rd_ratio=1 / 16)(features)   # bottleneck of 16 channels
     """
 
     def __init__(

@@ -9,6 +9,12 @@ import os
 import keras
 import numpy as np
 
+__all__ = [
+    "assert_config_round_trip", "assert_convolution_equals", "assert_fit_changes_every_weight",
+    "assert_keras_file_round_trip", "build_with_reference_weights", "gradients",
+    "perturb_batch_norm_statistics", "random_images",
+]
+
 
 def random_images(shape, seed=0):
     """Reproducible float32 inputs in [0, 1)."""

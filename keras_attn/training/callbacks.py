@@ -17,6 +17,10 @@ import keras
 
 from keras_attn.weights.fetch import save_weights_atomically
 
+__all__ = [
+    "Checkpoints", "MetricsLog", "plot", "TrainingBackup", "write_atomically",
+]
+
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "val_top5", "learning_rate",
            "seconds")
 

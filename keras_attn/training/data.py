@@ -15,6 +15,11 @@ import tensorflow as tf
 
 from keras_attn import data as image_data
 
+__all__ = [
+    "Data", "describe", "digits", "eval_dataset", "image_folder", "load_data", "Split",
+    "steps_per_epoch", "tfds_dataset", "train_dataset",
+]
+
 AUTOTUNE = tf.data.AUTOTUNE
 IMAGE_EXTENSIONS = image_data.IMAGE_EXTENSIONS
 
@@ -348,6 +353,11 @@ def eval_dataset(split, data, *, size, mean, std, global_batch):
 
 
 def steps_per_epoch(split, global_batch, limit=None):
+    """Whole global batches in `split` (the last partial batch dropped), at most `limit`.
+
+    Raises:
+        ValueError: the split holds fewer images than one global batch.
+    """
     steps = split.size // global_batch
     if steps == 0:
         raise ValueError(

@@ -6,6 +6,10 @@
 
 from absl import flags
 
+__all__ = [
+    "define_flags",
+]
+
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 OPTIMIZERS = ("sgd", "adamw")
 

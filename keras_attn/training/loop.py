@@ -12,6 +12,10 @@ import warnings
 
 import tensorflow as tf
 
+__all__ = [
+    "DistributedLoop",
+]
+
 
 class DistributedLoop:
     """Training and evaluation steps of a compiled Keras model under a strategy.

@@ -6,6 +6,11 @@ import os
 import keras
 import tensorflow as tf
 
+__all__ = [
+    "device_kind", "is_chief", "make_strategy", "mixed_precision_policy",
+    "synchronize_batch_norm", "tf_config", "worker_id",
+]
+
 
 def make_strategy(name="auto", tpu=None):
     """The strategy `--strategy` names.
@@ -72,6 +77,7 @@ def is_chief(strategy):
 
 
 def worker_id(strategy):
+    """This worker's name in the cluster, e.g. `"worker_1"`; `"0"` without a cluster."""
     resolver = getattr(strategy, "cluster_resolver", None)
     return f"{resolver.task_type}_{resolver.task_id}" if resolver and resolver.task_type else "0"
 

@@ -26,6 +26,10 @@ from keras_attn.training import strategy as distribute
 from keras_attn.training.flags import define_flags
 from keras_attn.training.loop import DistributedLoop
 
+__all__ = [
+    "entry_point", "flag_names", "main", "run", "TrainingRun",
+]
+
 # Flags that change the shape or meaning of the saved state, or that the restored epoch, step
 # and optimizer iterations count in (the data split and order, the batch, the learning-rate
 # schedule): a resumed run must keep them.
@@ -382,6 +386,8 @@ def _report(config, summary, data):
 
 
 def main(argv):
+    """The absl program: `run` with the parsed flags; bad flags, missing files and a diverging
+    run end with a message naming the cause (exit status 1), not a traceback."""
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     try:

@@ -14,6 +14,10 @@ import json
 import os
 from importlib import resources
 
+__all__ = [
+    "checkpoint_url", "manifest", "names_with_weights", "resolve_tag", "tag_info", "tags",
+]
+
 BASE_URL_VARIABLE = "KERAS_ATTN_WEIGHTS_URL"
 IMAGENET = "imagenet"
 

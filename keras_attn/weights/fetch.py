@@ -26,6 +26,11 @@ from keras_attn.applications import specs
 from keras_attn.convert import timm as timm_convert
 from keras_attn.weights import BASE_URL_VARIABLE, checkpoint_url, resolve_tag, tag_info
 
+__all__ = [
+    "cache_dir", "cache_root", "check_safetensors_complete", "download", "load_pretrained",
+    "save_weights_atomically", "sha256_of",
+]
+
 CACHE_SUBDIR = "keras_attn"
 # Seconds a download may go without receiving a byte (or without connecting) before it fails.
 DOWNLOAD_TIMEOUT = 60.0
@@ -40,6 +45,7 @@ def cache_root():
 
 
 def cache_dir():
+    """The folder of downloaded checkpoints, `<cache_root()>/keras_attn`, made if missing."""
     path = os.path.join(cache_root(), CACHE_SUBDIR)
     os.makedirs(path, exist_ok=True)
     return path
@@ -110,6 +116,7 @@ def save_weights_atomically(model, path):
 
 
 def sha256_of(path):
+    """The SHA-256 of the file at `path`, in hex, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):
