@@ -2,8 +2,8 @@ import os
 
 # Keep TensorFlow's start-up chatter out of test logs; must be set before it is imported.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# TensorFlow's oneDNN CPU kernels, as the README advises for CPUs where TensorFlow leaves them
-# off (they train grouped convolutions natively and faster);
+# TensorFlow's oneDNN CPU kernels, as docs/performance.md advises for CPUs where TensorFlow leaves
+# them off (they train grouped convolutions natively and faster);
 # tests/layers/test_grouped_conv_kernels.py runs the grouped convolutions with the other choice.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 

@@ -1,5 +1,8 @@
-"""The tables generated from the code: the model table, what the SE gates cost, the published
-weights and the attention kinds. `python tools/update_readme.py` writes them."""
+"""The tables generated from the code: the README's families, the model table, what the SE gates
+cost, the published weights, the attention kinds and the training program's flags.
+`python tools/update_readme.py` writes them (`tools.sections` finds the page that holds each)."""
+
+import re
 
 from keras_attn import attention, weights
 from keras_attn.applications import constructors, list_models, specs
@@ -32,6 +35,40 @@ def models_table(param_counts):
         lines.append(
             f"| `{name}` | {constructor} | {param_counts[name]:,} | {spec.default_size} "
             f"| {spec.family} | [{paper.citation}]({paper.url}) |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _millions(count):
+    return f"{count / 1e6:.1f}M"
+
+
+def families_table(param_counts):
+    """One row per family (in the table's order): its networks (smallest first), their
+    parameter range, the best published top-1 (`name.tag`) and the papers.
+
+    Args:
+        param_counts: `{name: count_params()}` for every name.
+    """
+    families = {}
+    for spec in specs.SPECS.values():
+        families.setdefault(spec.family, []).append(spec.name)
+    lines = [
+        "| family | networks | parameters | best published top-1 | paper |",
+        "|---|---|---:|---|---|",
+    ]
+    for family, names in families.items():
+        names = sorted(names, key=lambda name: (param_counts[name], name))
+        low, high = (_millions(param_counts[name]) for name in (names[0], names[-1]))
+        published = [(weights.tag_info(name, tag)["top1"], f"{name}.{tag}")
+                     for name in names for tag in weights.tags(name)]
+        best = "{:.2f} (`{}`)".format(*max(published)) if published else "none published"
+        papers = dict.fromkeys(specs.PAPERS[specs.SPECS[name].paper]
+                               for name in specs.SPECS if name in names)
+        lines.append(
+            f"| {family} | {', '.join(f'`{name}`' for name in names)} "
+            f"| {low if low == high else f'{low}-{high}'} | {best} "
+            f"| {', '.join(f'[{paper.citation}]({paper.url})' for paper in papers)} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -88,4 +125,25 @@ def attention_table():
             f"| `{kind.name}` | {kind.slot} | `{kind.layer.__name__}` | {kind.description} "
             f"| [{kind.paper.citation}]({kind.paper.url}) | {timm} |"
         )
+    return "\n".join(lines) + "\n"
+
+
+def training_flags_table():
+    """The flags of `keras-attn train`, in definition order: default and help text."""
+    from absl import flags
+
+    from keras_attn.training.flags import define_flags
+
+    values = flags.FlagValues()
+    define_flags(values)
+    lines = ["| flag | default | what it sets |", "|---|---|---|"]
+    for name in values:
+        flag = values[name]
+        default = flag.default_as_str.strip("'") if flag.default is not None else ""
+        # absl prefixes an enum's help with "<a|b>: "; the help text names the choices.
+        help_text = re.sub(r"^<[^>]*>: ", "", flag.help)
+        help_text = help_text.replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+        if getattr(flag.parser, "enum_values", None):
+            help_text += f" Choices: {', '.join(f'`{v}`' for v in flag.parser.enum_values)}."
+        lines.append(f"| `--{name}` | {f'`{default}`' if default else ''} | {help_text} |")
     return "\n".join(lines) + "\n"
