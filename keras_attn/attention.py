@@ -38,6 +38,8 @@ __all__ = [
 ]
 
 SLOTS = ("gate", "conv")
+"""Where a kind plugs into a block: `"gate"` after the last BatchNorm, before the residual add;
+`"conv"` in place of the 3x3 convolution, taking its stride."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,6 +304,7 @@ SQUEEZE_EXCITE = register(AttentionKind(
     timm_module="timm.layers.SEModule",
     reads="(batch, channels): the gate, in (0, 1)",
 ))
+"""`"se"`: Squeeze-and-Excitation (`keras_attn.layers.SqueezeExcite`), the gate slot."""
 
 SELECTIVE_KERNEL = register(AttentionKind(
     name="sk",
@@ -317,6 +320,7 @@ SELECTIVE_KERNEL = register(AttentionKind(
                 "fc_select": "attn.fc_select"},
     reads="(batch, branches, channels): the branch weights, summing to 1 across branches",
 ))
+"""`"sk"`: Selective Kernel (`keras_attn.layers.SelectiveKernel`), the conv slot."""
 
 SPLIT_ATTENTION = register(AttentionKind(
     name="splat",
@@ -330,3 +334,4 @@ SPLIT_ATTENTION = register(AttentionKind(
     reads="(batch, radix, channels): the split weights, summing to 1 across the radix "
           "(sigmoid gates when radix is 1)",
 ))
+"""`"splat"`: Split-Attention (`keras_attn.layers.SplitAttention`), the conv slot."""
