@@ -138,17 +138,6 @@ def test_performance_example_runs(capsys):
     assert namespace["probabilities"].shape == (2, 10)
 
 
-@pytest.mark.slow
-def test_export_example_runs(scratch, capsys):
-    (example,) = _python_blocks("export.md")
-    namespace = {}
-    exec(example, namespace)  # noqa: S102
-    printed = capsys.readouterr().out
-    assert re.search(r"^saved_model \S*serving/tiny/1: ", printed, re.M)
-    assert re.search(r"^tflite \(int8\) tiny_int8\.tflite: ", printed, re.M)
-    assert namespace["probabilities"].shape == (8, 10)
-
-
 # Commands ---------------------------------------------------------------------------------------
 
 def test_train_commands_parse_with_the_programs_flags():
