@@ -64,6 +64,9 @@ def _predict(args):
     from keras_attn import data
     from keras_attn.applications import decode_predictions, get_model, registry
 
+    if args.top < 1:
+        print(f"--top must be >= 1; received {args.top}.", file=sys.stderr)
+        return 2
     # A file's preprocessing is the network's own; a published tag's is in the manifest.
     published = registry.published_tag(args.weights)
     transform = data.eval_transform(args.model, weights=published)
@@ -122,8 +125,17 @@ def _export_usage_error(args):
                          ("--verify-dir", args.verify_dir)):
         if folder is not None and not os.path.isdir(folder):
             return f"{flag} {folder!r} is not a folder."
+        if folder is not None and not _image_paths(folder):
+            return f"{flag} {folder!r} holds no JPEG, PNG, GIF or BMP image."
     if args.image_size is not None and args.image_size < 1:
         return f"--image-size must be >= 1; received {args.image_size}."
+    if args.labels is not None:
+        if not os.path.isfile(args.labels):
+            return f"--labels {args.labels!r} is not a file."
+        count = len(_read_lines(args.labels))
+        if count != args.classes:
+            return (f"--labels {args.labels!r} names {count} classes; the model has "
+                    f"--classes {args.classes}: one name per line, one line per class.")
     return None
 
 
@@ -184,16 +196,19 @@ def _pixels(folder, size, model, weights):
         return None
     from keras_attn import data
 
-    paths = sorted(os.path.join(root, name) for root, _, names in os.walk(folder)
-                   for name in names if name.lower().endswith(data.IMAGE_EXTENSIONS))
-    if not paths:
-        raise ValueError(f"No JPEG, PNG, GIF or BMP image in {folder!r}.")
     config = data.eval_config(model, weights)
     return np.stack([
         data.resize_and_center_crop(data.load_image(path), size, config["crop_pct"],
                                     config["interpolation"]).numpy()
-        for path in paths
+        for path in _image_paths(folder)
     ])
+
+
+def _image_paths(folder):
+    from keras_attn import data
+
+    return sorted(os.path.join(root, name) for root, _, names in os.walk(folder)
+                  for name in names if name.lower().endswith(data.IMAGE_EXTENSIONS))
 
 
 def build_parser():

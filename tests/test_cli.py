@@ -18,6 +18,9 @@ from keras_attn import cli
 from keras_attn.applications import get_model
 
 from tests.conftest import FIXTURES
+from tests.processes import wait_for_line
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_models_lists_matching_networks(capsys):
@@ -373,23 +376,38 @@ def test_sigterm_whose_exit_was_caught_still_sets_the_exit_status():
     assert raised.value.code == 128 + signal.SIGTERM
 
 
+# `keras-attn export`, which prints a line and waits once its SavedModel is written (under a
+# hidden .incomplete-* folder) and about to be verified: the test signals it there.
+EXPORT_THAT_WAITS_TO_BE_VERIFIED = """
+import sys
+import threading
+from keras_attn import cli
+from keras_attn.export import saved_model_export
+def wait(*args, **kwargs):
+    print("verifying", flush=True)
+    threading.Event().wait()
+saved_model_export._reload_and_run = wait
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
 def test_sigterm_mid_export_leaves_nothing_behind(tmp_path):
     serving = tmp_path / "serving"
-    command = [sys.executable, "-m", "keras_attn.cli", "export", "--model", "seresnet20_cifar",
-               "--weights", "none", "--format", "saved_model", "--output", str(serving)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    command = [sys.executable, "-c", EXPORT_THAT_WAITS_TO_BE_VERIFIED, "export", "--model",
+               "seresnet20_cifar", "--weights", "none", "--format", "saved_model", "--output",
+               str(serving)]
+    environment = {**os.environ, "PYTHONPATH": ROOT}
+    with open(tmp_path / "stderr", "wb") as stderr:
+        process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE,
+                                   stderr=stderr, bufsize=0)
     try:
-        # The export is written under a hidden .incomplete-* folder, then verified in a fresh
-        # process before it is renamed: terminate it while that folder exists.
-        deadline = time.monotonic() + 240
-        while not (serving.exists() and os.listdir(serving)):
-            assert process.poll() is None, process.communicate()[1].decode()[-2000:]
-            assert time.monotonic() < deadline, "the export never started writing"
-            time.sleep(0.05)
+        wait_for_line(process, "verifying")
         assert os.listdir(serving)[0].startswith(".incomplete-")
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=120) == 128 + signal.SIGTERM
     finally:
         if process.poll() is None:  # a failed check leaves no TensorFlow process running
             process.kill()
+            process.wait()
+        process.stdout.close()
     assert not serving.exists()  # the base folder the export made is gone with its contents

@@ -168,6 +168,9 @@ def test_export_and_predict_commands_parse_and_pass_the_usage_checks(scratch):
 
     for folder in ("photos", "holdout", "serving"):
         (scratch / folder).mkdir()
+    for folder in ("photos", "holdout"):  # the export refuses folders without images
+        tf.io.write_file(str(scratch / folder / "1.png"),
+                         tf.io.encode_png(np.zeros((8, 8, 3), np.uint8)))
     commands = _commands("export")
     formats = {command[command.index("--format") + 1] for _, command in commands}
     assert formats == {"saved_model", "tflite", "onnx", "openvino"}

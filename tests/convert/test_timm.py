@@ -78,7 +78,7 @@ def test_overrides_build_what_timm_built(case):
     assert spec.depths == tuple(timm_args["layers"])
     assert spec.cardinality == timm_args.get("cardinality", 1)
     assert spec.base_width == timm_args.get("base_width", 64)
-    assert spec.stem == timm_args.get("stem_type", "plain") or "plain"
+    assert spec.stem == (timm_args.get("stem_type") or "plain")  # timm's "" is the plain stem
     if spec.stem == "deep":
         assert spec.stem_width == timm_args["stem_width"]
     assert spec.shortcut == ("avg" if timm_args.get("avg_down") else "conv")
