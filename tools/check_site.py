@@ -1,9 +1,11 @@
 """Checks a built documentation site: its API reference has an entry for every public name.
 
-    mkdocs build --strict --site-dir SITE && python tools/check_site.py SITE
-
 mkdocs' strict build already fails on a broken link or reference; this checks what it cannot
-see, a public name (a module's `__all__`) the reference leaves out.
+see, a public name (a module's `__all__`) the reference leaves out. mkdocs.yml runs it as a
+hook after every build (`on_post_build`; in the build's process, which has imported the
+package already), and it runs on a built site by hand:
+
+    python tools/check_site.py SITE_DIR
 """
 
 import importlib
@@ -38,6 +40,18 @@ def missing(site):
         absent += [f"{module}.{name}" for name in public_names(module)
                    if f'id="{module}.{name}"' not in html]
     return absent
+
+
+def on_post_build(config, **kwargs):
+    """mkdocs' hook: fails the build when the reference lacks a public name."""
+    from mkdocs.exceptions import PluginError
+
+    if ROOT not in sys.path:
+        sys.path.insert(0, ROOT)
+    absent = missing(config["site_dir"])
+    if absent:
+        raise PluginError(f"The API reference lacks {len(absent)} public names: "
+                          f"{', '.join(absent)}")
 
 
 def main(argv):
