@@ -16,8 +16,8 @@ QUANTIZATIONS = (None, "float16", "dynamic", "int8")
 
 # Default limits of the verification, per quantization: (max abs error of a probability,
 # min top-1 agreement). float32 must be the Keras model. A quantized file may move a
-# probability by a few hundredths (a trained digits network: 1.5e-2 dynamic, 4.5e-2 int8, see
-# the README), not by a tenth or more: beyond that it is another model, such as an int8 file
+# probability by a few hundredths (docs/export.md measures a trained digits network), not by a
+# tenth or more: beyond that it is another model, such as an int8 file
 # calibrated on the wrong data. Top-1 agreement has no default: on random pixels (the default
 # verification images) a network's top classes are close, and a correct quantized file may
 # swap them. Pass real images, and `max_abs_error` / `min_top1_agreement` to loosen or tighten.
