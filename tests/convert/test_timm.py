@@ -30,6 +30,9 @@ CASES = {
     "skresnext50_narrow": ("skresnext50_32x4d", {"cardinality": 4}),
     "resnest50d_narrow": ("resnest50d", {"stem_width": 8}),
     "resnest50d_4s2x40d_narrow": ("resnest50d_4s2x40d", {"stem_width": 8}),
+    "resnetrs50_narrow": ("resnetrs50", {"stem_width": 8}),
+    "resnetaa50d_narrow": ("resnetaa50d", {"stem_width": 8}),
+    "seresnextaa101d_narrow": ("seresnextaa101d_32x8d", {"cardinality": 4, "stem_width": 8}),
 }
 TIMM_BLOCKS = {
     "BasicBlock": ("basic", "plain"),
@@ -78,11 +81,14 @@ def test_overrides_build_what_timm_built(case):
     assert spec.depths == tuple(timm_args["layers"])
     assert spec.cardinality == timm_args.get("cardinality", 1)
     assert spec.base_width == timm_args.get("base_width", 64)
-    assert spec.stem == timm_args.get("stem_type", "plain") or "plain"
-    if spec.stem == "deep":
+    assert spec.stem == (timm_args.get("stem_type") or "plain")
+    if spec.stem != "plain":  # timm's plain stem is 64 wide whatever its stem_width
         assert spec.stem_width == timm_args["stem_width"]
+    assert spec.stem_pool == ("conv" if timm_args.get("replace_stem_pool") else "max")
+    assert spec.aa_layer == {None: None, "AvgPool2d": "avg"}[timm_args.get("aa_layer")]
     assert spec.shortcut == ("avg" if timm_args.get("avg_down") else "conv")
     assert spec.gate == block_args.pop("attn_layer", None)
+    assert dict(spec.gate_args) == timm_args.get("attn_kwargs", {})
     if conv == "sk":
         assert dict(spec.conv_args) == block_args.pop("sk_kwargs")
     if conv == "splat":

@@ -15,6 +15,10 @@ FAMILIES = {
     "ResNeXt": ("resnext29_8x64d", {"widths": (32, 64, 128), "depths": (1, 1, 1)}),
     # The Inception builders have no width knob: BN-Inception (12M parameters) at 96x96.
     "SE-Inception": ("se_bn_inception", {"input_shape": (96, 96, 3)}),
+    # The stem pool as a strided convolution and SE gates a quarter wide.
+    "ResNet-RS": ("resnetrs50", {**_SMALL, "stem_width": 8}),
+    # Anti-aliasing: strides as average pools.
+    "SE-ResNeXt-AA": ("seresnextaa101d_32x8d", {**_SMALL, "cardinality": 4, "stem_width": 8}),
 }
 
 _built = {}
