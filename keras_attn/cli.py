@@ -3,7 +3,7 @@
     keras-attn models [PATTERN] [--params]
     keras-attn convert --timm-name NAME --checkpoint FILE --output OUT.weights.h5 [--use-ema]
     keras-attn predict --model NAME [--weights imagenet|TAG|FILE] IMAGE...
-    keras-attn export --model NAME --format saved_model|tflite --output PATH [...]
+    keras-attn export --model NAME --format saved_model|tflite|onnx|openvino --output PATH [...]
     keras-attn train --model NAME (--dataset digits | --data_dir DIR) --model_dir DIR [...]
 """
 
@@ -64,6 +64,9 @@ def _predict(args):
     from keras_attn import data
     from keras_attn.applications import decode_predictions, get_model, imagenet_utils, registry
 
+    if args.top < 1:
+        print(f"--top must be >= 1; received {args.top}.", file=sys.stderr)
+        return 2
     # A file's preprocessing is the network's own; a published tag's is in the manifest.
     published = registry.published_tag(args.weights)
     if published is not None:  # before downloading: an ImageNet-12k tag has no labels here
@@ -79,21 +82,39 @@ def _predict(args):
     return 0
 
 
+# What each --format offers: its --quantization choices, and a name for messages.
+_QUANTIZATIONS = {"saved_model": (), "tflite": ("float16", "dynamic", "int8"),
+                  "onnx": ("int8",), "openvino": ()}
+_FILE_KINDS = {"tflite": "a TFLite export", "onnx": "an ONNX export",
+               "openvino": "an OpenVINO export"}
+
+
 def _export_usage_error(args):
     """What is wrong with the export's arguments, found before anything is built, or None."""
     output = args.output
+    if args.quantization and args.quantization not in _QUANTIZATIONS[args.format]:
+        offered = [name for name, choices in _QUANTIZATIONS.items()
+                   if args.quantization in choices]
+        return (f"--quantization {args.quantization} applies to --format "
+                f"{' and '.join(offered)} only.")
     if args.format == "saved_model":
-        if args.quantization:
-            return "--quantization applies to --format tflite only."
         if os.path.exists(output) and not os.path.isdir(output):
             return f"--output {output!r} is a file; a SavedModel's --output is a folder."
     else:
+        kind = _FILE_KINDS[args.format]
         if os.path.isdir(output):
-            return f"--output {output!r} is a folder; a TFLite export's --output is a file."
+            return f"--output {output!r} is a folder; {kind}'s --output is a file."
         if not os.path.isdir(os.path.dirname(output) or "."):
             return f"--output {output!r}: its folder does not exist."
-        if os.path.exists(output) and not args.overwrite:
-            return f"{output!r} exists; pass --overwrite to replace it."
+        if args.format == "openvino" and not output.endswith(".xml"):
+            return (f"--output {output!r} must end with .xml: OpenVINO IR is an .xml file and "
+                    "its .bin beside it.")
+        written = [output]
+        if args.format == "openvino":
+            written.append(output[: -len(".xml")] + ".bin")
+        for path in written:
+            if os.path.exists(path) and not args.overwrite:
+                return f"{path!r} exists; pass --overwrite to replace it."
         if args.quantization == "int8" and not args.calibration_dir:
             return "--quantization int8 needs --calibration-dir, images to calibrate on."
         for flag, value in (("--version", args.version), ("--labels", args.labels),
@@ -101,13 +122,22 @@ def _export_usage_error(args):
             if value is not None:
                 return f"{flag} applies to --format saved_model only."
     if args.calibration_dir and args.quantization != "int8":
-        return "--calibration-dir applies to --format tflite --quantization int8 only."
+        return "--calibration-dir applies to --quantization int8 (tflite, onnx) only."
     for flag, folder in (("--calibration-dir", args.calibration_dir),
                          ("--verify-dir", args.verify_dir)):
         if folder is not None and not os.path.isdir(folder):
             return f"{flag} {folder!r} is not a folder."
+        if folder is not None and not _image_paths(folder):
+            return f"{flag} {folder!r} holds no JPEG, PNG, GIF or BMP image."
     if args.image_size is not None and args.image_size < 1:
         return f"--image-size must be >= 1; received {args.image_size}."
+    if args.labels is not None:
+        if not os.path.isfile(args.labels):
+            return f"--labels {args.labels!r} is not a file."
+        count = len(_read_lines(args.labels))
+        if count != args.classes:
+            return (f"--labels {args.labels!r} names {count} classes; the model has "
+                    f"--classes {args.classes}: one name per line, one line per class.")
     return None
 
 
@@ -146,11 +176,20 @@ def _export(args):
     if args.format == "saved_model":
         report = export.saved_model(model, args.output, version=args.version, weights=published,
                                     labels=labels, verify_images=verify_images, **options)
+    elif args.format == "openvino":
+        report = export.openvino(model, args.output, weights=published,
+                                 verify_images=verify_images, overwrite=args.overwrite, **options)
     else:
         calibration = _pixels(args.calibration_dir, size, args.model, published)
-        report = export.tflite(model, args.output, quantization=args.quantization,
-                               representative_data=calibration, weights=published,
-                               verify_images=verify_images, **options)
+        if args.format == "onnx":
+            report = export.onnx(model, args.output, quantization=args.quantization,
+                                 representative_data=calibration, weights=published,
+                                 verify_images=verify_images, overwrite=args.overwrite,
+                                 **options)
+        else:
+            report = export.tflite(model, args.output, quantization=args.quantization,
+                                   representative_data=calibration, weights=published,
+                                   verify_images=verify_images, **options)
     print(report)
     return 0
 
@@ -166,16 +205,19 @@ def _pixels(folder, size, model, weights):
         return None
     from keras_attn import data
 
-    paths = sorted(os.path.join(root, name) for root, _, names in os.walk(folder)
-                   for name in names if name.lower().endswith(data.IMAGE_EXTENSIONS))
-    if not paths:
-        raise ValueError(f"No JPEG, PNG, GIF or BMP image in {folder!r}.")
     config = data.eval_config(model, weights)
     return np.stack([
         data.resize_and_center_crop(data.load_image(path), size, config["crop_pct"],
                                     config["interpolation"]).numpy()
-        for path in paths
+        for path in _image_paths(folder)
     ])
+
+
+def _image_paths(folder):
+    from keras_attn import data
+
+    return sorted(os.path.join(root, name) for root, _, names in os.walk(folder)
+                  for name in names if name.lower().endswith(data.IMAGE_EXTENSIONS))
 
 
 def build_parser():
@@ -217,22 +259,25 @@ def build_parser():
     predict.set_defaults(handler=_predict)
 
     export = commands.add_parser(
-        "export", help="export a network as a SavedModel (TF Serving) or TFLite file, verified"
+        "export", help="export a network as a SavedModel (TF Serving), TFLite, ONNX or OpenVINO "
+                       "IR, verified in its runtime"
     )
     export.add_argument("--model", required=True, help="registry name")
     export.add_argument("--weights", default="imagenet",
                         help="imagenet, a published tag, a .weights.h5 or timm file, or none")
     export.add_argument("--classes", type=int, default=1000, help="classes of the classifier")
     export.add_argument("--image-size", type=int, help="input size (default: the network's)")
-    export.add_argument("--format", required=True, choices=("saved_model", "tflite"))
+    export.add_argument("--format", required=True, choices=tuple(_QUANTIZATIONS))
     export.add_argument("--output", required=True,
                         help="SavedModel: the model's base folder (versions go inside); "
-                             "TFLite: the .tflite file")
+                             "TFLite, ONNX: the .tflite or .onnx file; OpenVINO: the .xml "
+                             "file (the .bin goes beside it)")
     export.add_argument("--overwrite", action="store_true",
-                        help="TFLite: replace an existing --output file")
+                        help="TFLite, ONNX, OpenVINO: replace existing --output files")
     export.add_argument("--version", type=int, help="SavedModel version (default: the next)")
     export.add_argument("--quantization", choices=("float16", "dynamic", "int8"),
-                        help="TFLite quantization (default: none, float32)")
+                        help="TFLite: float16, dynamic or int8; ONNX: int8 (default: none, "
+                             "float32)")
     export.add_argument("--calibration-dir", help="images to calibrate int8 activations on")
     export.add_argument("--verify-dir", help="images to verify on (default: 4 random images)")
     export.add_argument("--labels", help="text file with one class name per line")

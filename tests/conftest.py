@@ -57,11 +57,28 @@ def mirrored_strategy():
 
 
 @pytest.fixture(scope="session")
-def full_size_param_counts():
-    """`count_params()` of every registry network at full size, 1000 classes: built once."""
+def full_size_param_counts(tmp_path_factory, worker_id):
+    """`count_params()` of every registry network at full size, 1000 classes: built once per
+    run. Under pytest-xdist the first worker to ask builds them and the others read its file
+    (the pattern of pytest-xdist's docs: a file lock in the run's shared temporary folder)."""
+    import json
+
+    from filelock import FileLock
+
     from keras_attn.applications import list_models, registry
 
-    return {name: registry.count_parameters(name) for name in list_models()}
+    def count():
+        return {name: registry.count_parameters(name) for name in list_models()}
+
+    if worker_id == "master":  # not under xdist
+        return count()
+    shared = tmp_path_factory.getbasetemp().parent / "full_size_param_counts.json"
+    with FileLock(f"{shared}.lock"):
+        if shared.is_file():
+            return json.loads(shared.read_text())
+        counts = count()
+        shared.write_text(json.dumps(counts))
+        return counts
 
 
 @pytest.fixture
@@ -81,10 +98,30 @@ def checkpoint_server(monkeypatch, tmp_path):
 
 @pytest.fixture
 def cache_files(tmp_path):
-    """Lists the files in the private keras_attn cache of `checkpoint_server`."""
+    """Lists the files in the private keras_attn cache of `checkpoint_server` (without the
+    folder of empty lock files that loads take turns under)."""
+    from keras_attn.weights import fetch
 
     def listing():
         folder = tmp_path / "keras_home" / "keras_attn"
-        return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+        return sorted(p.name for p in folder.iterdir()
+                      if p.name != fetch.LOCK_SUBDIR) if folder.exists() else []
 
     return listing
+
+
+BAD_INPUTS = "tests/test_bad_inputs.py"
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Ends the run with the number of bad-input cases that ran (tests/test_bad_inputs.py),
+    read from the reports, so that it is right under pytest-xdist's workers too."""
+    outcomes = {}
+    for outcome in ("passed", "failed"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if report.when == "call" and report.nodeid.startswith(BAD_INPUTS):
+                outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    if outcomes:
+        terminalreporter.write_line(
+            f"{BAD_INPUTS}: {sum(outcomes.values())} bad-input cases ran ("
+            + ", ".join(f"{count} {outcome}" for outcome, count in outcomes.items()) + ")")

@@ -18,6 +18,9 @@ from keras_attn import cli
 from keras_attn.applications import get_model
 
 from tests.conftest import FIXTURES
+from tests.processes import wait_for_line
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_models_lists_matching_networks(capsys):
@@ -186,7 +189,8 @@ def test_export_writes_verified_saved_model_and_int8_tflite(tmp_path, capsys):
 
     assert cli.main([*common, "--format", "saved_model", "--quantization", "int8",
                      "--output", str(serving)]) == 2
-    assert "--quantization applies to --format tflite only" in capsys.readouterr().err
+    assert ("--quantization int8 applies to --format tflite and onnx only."
+            in capsys.readouterr().err)
     assert cli.main([*common, "--format", "tflite", "--quantization", "int8",
                      "--output", str(path)]) == 2
     assert "pass --overwrite to replace it" in capsys.readouterr().err
@@ -197,6 +201,50 @@ def test_export_writes_verified_saved_model_and_int8_tflite(tmp_path, capsys):
     assert cli.main([*common, "--format", "saved_model", "--output", str(serving),
                      "--version", "7"]) == 1
     assert "Version 7 exists already" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # four exports, about 45 s
+def test_export_writes_verified_onnx_int8_onnx_and_openvino(tmp_path, capsys):
+    import onnx
+    import tensorflow as tf
+
+    model = get_model("seresnet20_cifar", classes=10)
+    weights = str(tmp_path / "digits.weights.h5")
+    model.save_weights(weights)
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(3):
+        pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        (images / f"{index}.png").write_bytes(tf.io.encode_png(pixels).numpy())
+    common = ["export", "--model", "seresnet20_cifar", "--weights", weights, "--classes", "10",
+              "--verify-dir", str(images)]
+
+    path = tmp_path / "digits.onnx"
+    assert cli.main([*common, "--format", "onnx", "--output", str(path)]) == 0
+    assert re.fullmatch(rf"onnx {re.escape(str(path))}: max abs error \S+, top-1 agreement "
+                        r"100\.00% on 3 images, [\d.]+ MiB\n", capsys.readouterr().out)
+    int8 = tmp_path / "digits_int8.onnx"
+    int8_command = [*common, "--format", "onnx", "--quantization", "int8", "--output", str(int8),
+                    "--calibration-dir", str(images)]
+    assert cli.main([*int8_command, "--max-error", "1e-9"]) == 1  # the limit reaches it
+    assert re.search(r"The onnx export differs from the Keras model: max abs error \S+ > 1e-09 "
+                     r"\(3 images\)\. Nothing was written\.", capsys.readouterr().err)
+    assert not int8.exists()
+    assert cli.main(int8_command) == 0
+    assert capsys.readouterr().out.startswith(f"onnx (int8) {int8}: max abs error")
+    assert "QuantizeLinear" in {node.op_type for node in onnx.load(str(int8)).graph.node}
+
+    xml = tmp_path / "digits.xml"
+    assert cli.main([*common, "--format", "openvino", "--output", str(xml)]) == 0
+    report, note = capsys.readouterr().out.splitlines()
+    assert report.startswith(f"openvino {xml}: max abs error")
+    assert "bfloat16" in note and '{"INFERENCE_PRECISION_HINT": "f32"}' in note
+    assert sorted(os.listdir(tmp_path)) == ["digits.bin", "digits.onnx", "digits.weights.h5",
+                                            "digits.xml", "digits_int8.onnx", "images"]
+    assert cli.main([*common, "--format", "openvino", "--output", str(xml)]) == 2
+    assert "digits.xml' exists; pass --overwrite" in capsys.readouterr().err
+    assert cli.main([*common, "--format", "openvino", "--output", str(xml), "--overwrite"]) == 0
 
 
 @pytest.mark.parametrize(
@@ -215,7 +263,21 @@ def test_export_writes_verified_saved_model_and_int8_tflite(tmp_path, capsys):
         (["--format", "tflite", "--output", "{folder}/x.tflite", "--top-k", "3"],
          "--top-k applies to --format saved_model only."),
         (["--format", "tflite", "--output", "{folder}/x.tflite", "--calibration-dir",
-          "{folder}"], "--calibration-dir applies to --format tflite --quantization int8 only."),
+          "{folder}"], "--calibration-dir applies to --quantization int8 (tflite, onnx) only."),
+        (["--format", "onnx", "--output", "{existing}"],
+         "exists; pass --overwrite to replace it."),
+        (["--format", "onnx", "--output", "{folder}"], "is a folder; an ONNX export's"),
+        (["--format", "onnx", "--quantization", "float16", "--output", "{folder}/x.onnx"],
+         "--quantization float16 applies to --format tflite only."),
+        (["--format", "onnx", "--quantization", "int8", "--output", "{folder}/x.onnx"],
+         "--quantization int8 needs --calibration-dir"),
+        (["--format", "onnx", "--output", "{folder}/x.onnx", "--top-k", "3"],
+         "--top-k applies to --format saved_model only."),
+        (["--format", "openvino", "--output", "{folder}/x.onnx"], "must end with .xml"),
+        (["--format", "openvino", "--output", "{folder}/existing.xml"],
+         "existing.bin' exists; pass --overwrite to replace it."),
+        (["--format", "openvino", "--quantization", "int8", "--output", "{folder}/x.xml"],
+         "--quantization int8 applies to --format tflite and onnx only."),
         (["--format", "saved_model", "--output", "{folder}/s", "--verify-dir", "{folder}/no"],
          "--verify-dir '{folder}/no' is not a folder."),
         (["--format", "saved_model", "--output", "{folder}/s", "--image-size", "0"],
@@ -234,12 +296,14 @@ def test_export_refuses_bad_arguments_before_building_anything(tmp_path, monkeyp
     monkeypatch.setattr(applications, "get_model", refuse)
     existing = tmp_path / "existing.tflite"
     existing.write_bytes(b"keep me")
+    weights = tmp_path / "existing.bin"  # an OpenVINO IR's weights, without its .xml
+    weights.write_bytes(b"keep me")
     arguments = [a.format(existing=existing, folder=tmp_path) for a in arguments]
     assert cli.main(["export", "--model", "seresnet20_cifar", "--weights", "none",
                      *arguments]) == 2
     assert message.format(folder=tmp_path) in capsys.readouterr().err
-    assert sorted(os.listdir(tmp_path)) == ["existing.tflite"]
-    assert existing.read_bytes() == b"keep me"
+    assert sorted(os.listdir(tmp_path)) == ["existing.bin", "existing.tflite"]
+    assert existing.read_bytes() == weights.read_bytes() == b"keep me"
 
 
 def test_a_missing_weights_file_is_named_as_a_file(capsys, tmp_path):
@@ -312,25 +376,40 @@ def test_sigterm_whose_exit_was_caught_still_sets_the_exit_status():
     assert raised.value.code == 128 + signal.SIGTERM
 
 
+# `keras-attn export`, which prints a line and waits once its SavedModel is written (under a
+# hidden .incomplete-* folder) and about to be verified: the test signals it there.
+EXPORT_THAT_WAITS_TO_BE_VERIFIED = """
+import sys
+import threading
+from keras_attn import cli
+from keras_attn.export import saved_model_export
+def wait(*args, **kwargs):
+    print("verifying", flush=True)
+    threading.Event().wait()
+saved_model_export._reload_and_run = wait
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
 def test_sigterm_mid_export_leaves_nothing_behind(tmp_path):
     serving = tmp_path / "serving"
-    command = [sys.executable, "-m", "keras_attn.cli", "export", "--model", "seresnet20_cifar",
-               "--weights", "none", "--format", "saved_model", "--output", str(serving)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    command = [sys.executable, "-c", EXPORT_THAT_WAITS_TO_BE_VERIFIED, "export", "--model",
+               "seresnet20_cifar", "--weights", "none", "--format", "saved_model", "--output",
+               str(serving)]
+    environment = {**os.environ, "PYTHONPATH": ROOT}
+    with open(tmp_path / "stderr", "wb") as stderr:
+        process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE,
+                                   stderr=stderr, bufsize=0)
     try:
-        # The export is written under a hidden .incomplete-* folder, then verified in a fresh
-        # process before it is renamed: terminate it while that folder exists.
-        deadline = time.monotonic() + 240
-        while not (serving.exists() and os.listdir(serving)):
-            assert process.poll() is None, process.communicate()[1].decode()[-2000:]
-            assert time.monotonic() < deadline, "the export never started writing"
-            time.sleep(0.05)
+        wait_for_line(process, "verifying")
         assert os.listdir(serving)[0].startswith(".incomplete-")
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=120) == 128 + signal.SIGTERM
     finally:
         if process.poll() is None:  # a failed check leaves no TensorFlow process running
             process.kill()
+            process.wait()
+        process.stdout.close()
     assert not serving.exists()  # the base folder the export made is gone with its contents
 
 

@@ -133,6 +133,24 @@ def test_readme_convert_commands_parse_with_the_command_line():
     assert parsed[1].checkpoint.endswith("model_best.pth.tar")
 
 
+def test_readme_export_commands_parse_and_pass_the_usage_checks(tmp_path, monkeypatch):
+    from keras_attn import cli
+
+    commands = [
+        shlex.split(command.replace("\\\n", " ").split("  #")[0])
+        for block in _code_blocks("bash")
+        for command in re.findall(r"(?:^|\n)(keras-attn export (?:.*\\\n)*.*)", block)
+    ]
+    formats = [command[command.index("--format") + 1] for command in commands]
+    assert formats == ["saved_model", "tflite", "onnx", "onnx", "openvino"]
+    monkeypatch.chdir(tmp_path)
+    for folder in ("photos", "holdout", "serving"):
+        (tmp_path / folder).mkdir()
+    for command in commands:
+        args = cli.build_parser().parse_args(command[1:])
+        assert cli._export_usage_error(args) is None, command
+
+
 def test_readme_export_tables_are_generated_by_the_benchmark():
     readme = _read("README.md")
     families = re.search(r"<!-- export:begin.*?-->\n(.*?)<!-- export:end -->", readme, re.S)

@@ -80,7 +80,13 @@ def get_model(model_name, /, weights=None, **kwargs):
                 kwargs["input_shape"] = (size, size, 3)
     model = BUILDERS[type(spec)](spec, **kwargs)
     if source == "keras":
-        model.load_weights(weights)
+        try:
+            model.load_weights(weights)
+        except ValueError as error:  # Keras names neither the file nor the network
+            raise ValueError(
+                f"`weights` file {os.fspath(weights)!r} does not fit {model.name!r} (saved from "
+                f"another network or row?): {str(error).splitlines()[0]}"
+            ) from error
     elif source == "timm":
         timm_convert.load_timm_weights(model, weights)
     elif source == "published":

@@ -140,8 +140,8 @@ def probabilities_fn(model, config, logits=False):
     must be built with `classifier_activation=None`): what int8 is measured on, since int8
     `SOFTMAX` has a fixed output step of 1/256 that near-uniform probabilities fall below.
     """
-    mean = tf.constant(config.mean, tf.float32) * 255.0
-    scale = 1.0 / (tf.constant(config.std, tf.float32) * 255.0)
+    mean = [value * 255.0 for value in config.mean]
+    scale = [1.0 / (value * 255.0) for value in config.std]
     softmax = returns_logits(model)
     if logits and not softmax:
         raise ValueError(
@@ -155,7 +155,10 @@ def probabilities_fn(model, config, logits=False):
         # SavedModel): check it in the graph, for an error that says what was expected.
         images = tf.ensure_shape(tf.cast(images, tf.float32),
                                  [None, config.size, config.size, 3])
-        outputs = tf.cast(model((images - mean) * scale, training=False), tf.float32)
+        # Constants made here, inside the traced function, stay constants of its graph;
+        # tensors captured from outside would become inputs of an ONNX file.
+        normalized = (images - tf.constant(mean)) * tf.constant(scale)
+        outputs = tf.cast(model(normalized, training=False), tf.float32)
         return tf.nn.softmax(outputs) if softmax else outputs
 
     return probabilities
@@ -218,3 +221,26 @@ def write_saved_model(model, path, functions):
     for name, (function, signature) in functions.items():
         archive.add_endpoint(name, function, input_signature=signature)
     archive.write_out(path, verbose=False)
+
+
+class _ServingModel(keras.Model):
+    """A Keras model whose call is `probabilities_fn`: what Keras' own exporters convert."""
+
+    def __init__(self, model, config):
+        super().__init__(name=f"{model.name}_serving")
+        self.classifier = model
+        self._probabilities = probabilities_fn(model, config)
+        # Its only weights are the classifier's, built already; Keras' exporters refuse a model
+        # that was never built.
+        self.built = True
+
+    def call(self, images):
+        return self._probabilities(images)
+
+
+def serving_model(model, config):
+    """`model` behind the pixels-in, probabilities-out function, as a Keras model that
+    `model.export(format="onnx" | "openvino")` converts (with `pixels_signature(config)` as
+    its input signature): the ONNX and OpenVINO exports prepare the network here, and only
+    here."""
+    return _ServingModel(inference_model(model), config)

@@ -17,13 +17,15 @@ class ExportReport:
     """How a reloaded export compares with the Keras model on the verification batch.
 
     Attributes:
-        path: the export (a SavedModel version folder or a `.tflite` file).
-        format: "saved_model" or "tflite".
+        path: the export (a SavedModel version folder, a `.tflite`, `.onnx` or OpenVINO
+            `.xml` file).
+        format: "saved_model", "tflite", "onnx" or "openvino".
         quantization: None (float32), "float16", "dynamic" or "int8".
         max_abs_error: largest difference of any class probability.
         top1_agreement: fraction of images with the same top-1 class.
-        size_bytes: size on disk.
+        size_bytes: size on disk (an OpenVINO IR's `.xml` and `.bin` together).
         images: size of the verification batch.
+        notes: what a user of the runtime should know (OpenVINO: its default precision).
     """
 
     path: str
@@ -33,12 +35,16 @@ class ExportReport:
     top1_agreement: float
     size_bytes: int
     images: int
+    notes: tuple = ()
 
     def __str__(self):
         kind = self.format + (f" ({self.quantization})" if self.quantization else "")
-        return (f"{kind} {self.path}: max abs error {self.max_abs_error:.2e}, top-1 agreement "
-                f"{self.top1_agreement:.2%} on {self.images} images, "
-                f"{self.size_bytes / 2**20:.2f} MiB")
+        return "\n".join((
+            f"{kind} {self.path}: max abs error {self.max_abs_error:.2e}, top-1 agreement "
+            f"{self.top1_agreement:.2%} on {self.images} images, "
+            f"{self.size_bytes / 2**20:.2f} MiB",
+            *self.notes,
+        ))
 
 
 def compare(expected, actual):

@@ -8,10 +8,11 @@ code ran ResNeXt-50's 32-group convolutions several times slower than dense ones
 (`python -m benchmarks.grouped_conv`). `GroupedConv2D` therefore keeps `Conv2D`'s weights (same
 kernel shape, same variable names) and computes them in one of two ways:
 
-- `"native"`: the backend's grouped convolution: on TensorFlow its own grouped `Conv2D` where
-  that has a gradient (oneDNN, GPUs), called directly rather than through Keras' XLA wrapper,
-  else Keras' (XLA-compiled) one. What cuDNN, PyTorch's oneDNN and TensorFlow's oneDNN CPU
-  kernels run, and what TFLite and ONNX write as one grouped `CONV_2D` / `Conv`.
+- `"native"`: the backend's grouped convolution, on TensorFlow its own grouped `Conv2D` op
+  (called directly, not through Keras' XLA wrapper): what cuDNN, PyTorch's oneDNN and
+  TensorFlow's oneDNN CPU kernels run, and what TFLite, ONNX and OpenVINO write as one grouped
+  `CONV_2D` / `Conv`. TensorFlow's portable CPU kernels compute it forward but have no gradient
+  for it, so there it serves exports, not training.
 - `"split"` (packed): the groups are packed into a few dense convolutions of at least
   `SPLIT_MIN_CHANNELS` input channels each, with a block-diagonal kernel (zeros between the
   groups it packs), and the results concatenated. Dense convolutions run at full speed on every
@@ -273,13 +274,13 @@ class GroupedConv2D(keras.layers.Conv2D):
         return self._split_convolution(inputs, kernel)
 
     def _native_convolution(self, inputs, kernel):
-        dtype = keras.backend.standardize_dtype(inputs.dtype)
-        if keras.backend.backend() != "tensorflow" or not _tensorflow_grouped_conv_trains(dtype)[0]:
+        if keras.backend.backend() != "tensorflow":
             return super().convolution_op(inputs, kernel)
-        # Keras wraps every grouped convolution in its own XLA function on TensorFlow (for the
-        # portable CPU kernels, which lack its gradient) and runs dilated ones between
-        # space-to-batch reshapes. Where TensorFlow's own op has its gradient (oneDNN, GPUs) it
-        # takes both, and it is what TFLite and ONNX converters read as one grouped convolution.
+        # TensorFlow's own grouped Conv2D op, which TFLite, ONNX and OpenVINO converters read as
+        # one grouped convolution. Keras instead wraps every grouped convolution in an XLA
+        # function on TensorFlow (which converters cannot read: tensorflow-onnx#2099) and runs
+        # dilated ones between space-to-batch reshapes; this op takes both. Its gradient needs
+        # oneDNN or a GPU, which is why "auto" chooses it only where that runs.
         import tensorflow as tf
 
         return tf.nn.conv2d(

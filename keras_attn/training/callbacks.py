@@ -73,9 +73,10 @@ class TrainingBackup:
         with open(os.path.join(folder, "state.json")) as file:
             return json.load(file)
 
-    def save(self, epoch, step, history, best):
+    def save(self, epoch, step, history, best, epoch_totals=None):
         """Backs up the state after `step` steps of epoch `epoch` (0-based; step 0: the
-        epoch has not started)."""
+        epoch has not started), with the epoch's running `(loss sum, correct, count)` so
+        far, which a resumed epoch continues from."""
         os.makedirs(self.root, exist_ok=True)
         if self.chief:
             self._remove_stale()
@@ -84,7 +85,8 @@ class TrainingBackup:
         try:
             os.makedirs(scratch)
             self.model.save_weights(os.path.join(scratch, "state.weights.h5"))
-            state = {"epoch": epoch, "step": step, "history": history, "best": best}
+            state = {"epoch": epoch, "step": step, "history": history, "best": best,
+                     "epoch_totals": epoch_totals}
             with open(os.path.join(scratch, "state.json"), "w") as file:
                 json.dump(state, file)
             if not self.chief:

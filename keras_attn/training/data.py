@@ -225,7 +225,14 @@ def tfds_dataset(name):
             f"--dataset={name!r} is read with tensorflow-datasets: pip install "
             "tensorflow-datasets. Without it, use --dataset=digits or --data_dir."
         ) from None
-    builder = tfds.builder(name)
+    try:
+        builder = tfds.builder(name)
+    except tfds.core.registered.DatasetNotFoundError:
+        # TFDS's own message lists every dataset it has (thousands of lines).
+        raise ValueError(
+            f"--dataset={name!r} is neither 'digits' nor a TensorFlow Datasets name "
+            "(tfds.list_builders() lists them); for your own images, use --data_dir."
+        ) from None
     val_name = "validation" if "validation" in builder.info.splits else "test"
     train, val = tfds.load(name, split=["train", val_name], as_supervised=True)
 

@@ -2,9 +2,14 @@
 
 import json
 import os
+import socket
 
 import keras
 import tensorflow as tf
+
+# Seconds to wait for a TPU worker to accept a connection. TensorFlow's own connection to an
+# address where nothing answers waits forever.
+TPU_CONNECT_TIMEOUT = 30.0
 
 
 def make_strategy(name="auto", tpu=None):
@@ -19,6 +24,7 @@ def make_strategy(name="auto", tpu=None):
     if name == "tpu":
         try:
             resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+            _check_reachable(resolver)
             tf.config.experimental_connect_to_cluster(resolver)
             tf.tpu.experimental.initialize_tpu_system(resolver)
         except (ValueError, OSError, tf.errors.OpError) as error:
@@ -35,6 +41,18 @@ def make_strategy(name="auto", tpu=None):
     raise ValueError(
         f"--strategy must be auto, one_device, mirrored, multi_worker or tpu; received {name!r}."
     )
+
+
+def _check_reachable(resolver):
+    """Raises an `OSError` unless every worker of the resolver's cluster accepts a TCP
+    connection (a local TPU has no cluster to check)."""
+    for addresses in resolver.cluster_spec().as_dict().values():
+        for address in addresses if isinstance(addresses, list) else addresses.values():
+            host, _, port = address.rpartition(":")
+            try:
+                socket.create_connection((host, int(port)), timeout=TPU_CONNECT_TIMEOUT).close()
+            except OSError as error:
+                raise OSError(f"no answer from {address} ({error})") from None
 
 
 def _auto_strategy_name(tpu):

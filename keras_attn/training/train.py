@@ -178,6 +178,9 @@ class TrainingRun:
         state = self.backup.restore() if config["resume"] else None
         self.start_epoch, self.start_step = (state["epoch"], state["step"]) if state else (0, 0)
         self.history = state["history"] if state else []
+        # Backups written before the sums were kept have none: the epoch then counts only
+        # the steps after the resume.
+        self.epoch_totals = tuple((state or {}).get("epoch_totals") or (0.0, 0.0, 0.0))
         self.best = state["best"] if state else {}
         if self.chief:
             outputs.write_atomically(os.path.join(model_dir, "config.json"),
@@ -224,7 +227,11 @@ class TrainingRun:
             iterator = self._epoch_batches(epoch, first_step)
             callbacks.on_epoch_begin(epoch)
             epoch_started = time.time()
-            loss_sum = correct = count = 0.0
+            # A resumed epoch goes on from the sums of the steps it had done, so that its
+            # logged loss and accuracy are those of the whole epoch, as in a run never stopped.
+            loss_sum, correct, count = (self.epoch_totals if epoch == self.start_epoch
+                                        else (0.0, 0.0, 0.0))
+            resumed_count = count
             for step in range(first_step, steps):
                 callbacks.on_train_batch_begin(step)
                 batch_loss, batch_correct, batch_count = self.loop.train_step(iterator)
@@ -240,9 +247,10 @@ class TrainingRun:
                 callbacks.on_train_batch_end(step, {"loss": loss_sum / count,
                                                     "accuracy": correct / count})
                 if (step + 1) % config["backup_steps"] == 0 and step + 1 < steps:
-                    self.backup.save(epoch, step + 1, self.history, self.best)
+                    self.backup.save(epoch, step + 1, self.history, self.best,
+                                     (loss_sum, correct, count))
             train_seconds += time.time() - epoch_started
-            images_seen += count
+            images_seen += count - resumed_count
             callbacks.on_test_begin()  # with EMA, validation uses the average
             logs = {"loss": loss_sum / max(count, 1), "accuracy": correct / max(count, 1),
                     **self.loop.evaluate(val_batches),

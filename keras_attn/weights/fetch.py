@@ -5,7 +5,9 @@ has one, and always that the file is complete), converted, and the converted `.w
 cached so that the next load converts nothing. A file enters the cache only when everything
 before succeeded: a failed or stalled download, a wrong hash, a truncated file or a checkpoint
 that does not fit the network leaves nothing behind that a later call would trust. A cached
-file is verified again before it is used, and one that fails is deleted and fetched again.
+file is verified again before it is used (its sha256, and that it reads whole, whatever its
+format), and one that fails is deleted and fetched again. Processes that load the same tag at
+once take turns under a file lock, so the checkpoint is downloaded once.
 """
 
 import contextlib
@@ -18,8 +20,10 @@ import struct
 import time
 import urllib.request
 import uuid
+import zipfile
 from collections.abc import Mapping
 
+import filelock
 import keras
 
 from keras_attn.applications import specs
@@ -27,6 +31,8 @@ from keras_attn.convert import timm as timm_convert
 from keras_attn.weights import BASE_URL_VARIABLE, checkpoint_url, resolve_tag, tag_info
 
 CACHE_SUBDIR = "keras_attn"
+# Lock files live apart from the checkpoints: an empty lock file is nothing a load trusts.
+LOCK_SUBDIR = ".locks"
 # Seconds a download may go without receiving a byte (or without connecting) before it fails.
 DOWNLOAD_TIMEOUT = 60.0
 # A partial download untouched for this long belongs to a process that died: it is removed.
@@ -56,32 +62,32 @@ def load_pretrained(model, spec, weights, include_top):
     """
     tag = resolve_tag(spec.name, weights)
     converted = os.path.join(cache_dir(), _converted_file_name(spec, tag, include_top))
-    if os.path.exists(converted):
-        try:
-            model.load_weights(converted)
-            return model
-        except (OSError, ValueError):
-            os.remove(converted)  # damaged on disk: convert again from the checkpoint
-    with _verified_checkpoint(spec.name, tag) as checkpoint:
-        source = f"The {spec.name} {tag!r} checkpoint from {checkpoint_url(spec.name, tag)}"
-        try:
-            # Read apart from fitting: a .pth has no completeness check before it is read, so
-            # an unreadable one is most likely a truncated or corrupted download.
-            state = timm_convert.read_checkpoint(checkpoint)
-        except ValueError as error:
-            os.remove(checkpoint)  # the next call downloads it again
-            raise ValueError(
-                f"{source} cannot be read (a truncated or corrupted download?): {error}. "
-                f"{checkpoint!r} was deleted."
-            ) from error
-        try:
-            timm_convert.load_timm_weights(model, state)
-        except ValueError as error:
-            raise ValueError(
-                f"{source} does not fit the network {model.name!r}: {error}"
-            ) from error
-        save_weights_atomically(model, converted)
+    # One process at a time per checkpoint: the others wait, then find it (and usually the
+    # converted file) in the cache instead of downloading it again.
+    with _checkpoint_lock(spec.name, tag):
+        if os.path.exists(converted):
+            try:
+                model.load_weights(converted)
+                return model
+            except (OSError, ValueError):
+                os.remove(converted)  # damaged on disk: convert again from the checkpoint
+        with _verified_checkpoint(spec.name, tag) as state:
+            try:
+                timm_convert.load_timm_weights(model, state)
+            except ValueError as error:
+                raise ValueError(
+                    f"The {spec.name} {tag!r} checkpoint from {checkpoint_url(spec.name, tag)} "
+                    f"does not fit the network {model.name!r}: {error}"
+                ) from error
+            save_weights_atomically(model, converted)
     return model
+
+
+def _checkpoint_lock(name, tag):
+    folder = os.path.join(cache_dir(), LOCK_SUBDIR)
+    os.makedirs(folder, exist_ok=True)
+    # An OS lock (flock): released by the kernel when its holder dies, even by SIGKILL.
+    return filelock.FileLock(os.path.join(folder, f"{name}.{tag}.lock"))
 
 
 def _converted_file_name(spec, tag, include_top):
@@ -119,20 +125,19 @@ def sha256_of(path):
 
 @contextlib.contextmanager
 def _verified_checkpoint(name, tag):
-    """Yields a verified local copy of the checkpoint; it joins the cache only if the block
-    that uses it succeeds, and is deleted otherwise."""
-    info = tag_info(name, tag)
+    """Yields the state dict of a verified local copy of the checkpoint; the copy joins the
+    cache only if the block that uses it succeeds, and is deleted otherwise."""
     directory = cache_dir()
-    extension = info["format"]
+    extension = tag_info(name, tag)["format"]
     final = os.path.join(directory, f"{name}.{tag}.{extension}")
     url = checkpoint_url(name, tag)
     if os.path.exists(final):
         try:
-            _verify(final, info, url)
+            state = _read_verified(final, name, tag)
         except ValueError:
             os.remove(final)  # damaged, or no longer what the manifest names: not trusted
         else:
-            yield final
+            yield state
             return
     _remove_stale_parts(directory, f"{name}.{tag}.part-")
     part = os.path.join(directory, f"{name}.{tag}.part-{uuid.uuid4().hex}.{extension}")
@@ -146,8 +151,8 @@ def _verified_checkpoint(name, tag):
                 f"save it as {final}, pass a local file (weights='model.safetensors'), or set "
                 f"{BASE_URL_VARIABLE} to a mirror."
             ) from error
-        _verify(part, info, url)
-        yield part
+        state = _read_verified(part, name, tag)
+        yield state
         os.replace(part, final)
     finally:
         if os.path.exists(part):
@@ -190,7 +195,10 @@ def _remove_stale_parts(directory, prefix):
                 os.remove(entry.path)
 
 
-def _verify(path, info, url):
+def _read_verified(path, name, tag):
+    """The state dict of the checkpoint of `name` and `tag` at `path`; a `ValueError` when its
+    sha256 is not the manifest's or it does not read whole."""
+    info, url = tag_info(name, tag), checkpoint_url(name, tag)
     if info["sha256"] is not None:
         actual = sha256_of(path)
         if actual != info["sha256"]:
@@ -200,6 +208,34 @@ def _verify(path, info, url):
             )
     if info["format"] == "safetensors":
         check_safetensors_complete(path, url)
+    else:
+        check_torch_zip_complete(path, url)
+    try:
+        # A .pth has no size header: reading it whole is its completeness check.
+        return timm_convert.read_checkpoint(path)
+    except ValueError as error:
+        raise ValueError(
+            f"The {name} {tag!r} checkpoint from {url} cannot be read (a truncated or "
+            f"corrupted download?): {error}. It was deleted."
+        ) from error
+
+
+def check_torch_zip_complete(path, source):
+    """Raises when `path` is a zip-format PyTorch file (what torch >= 1.6 writes) with a member
+    that fails its CRC-32: damage that torch.load reads without noticing. A truncated file is
+    no zip archive; it and the older pickle-format files are left to the read."""
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, EOFError) as error:
+        damaged = f"? ({error})"
+    if damaged is not None:
+        raise ValueError(
+            f"The checkpoint from {source} is damaged: the zip archive's member {damaged} "
+            "fails its CRC-32 check. It was deleted."
+        )
 
 
 def check_safetensors_complete(path, source):

@@ -81,7 +81,7 @@ def test_overrides_build_what_timm_built(case):
     assert spec.depths == tuple(timm_args["layers"])
     assert spec.cardinality == timm_args.get("cardinality", 1)
     assert spec.base_width == timm_args.get("base_width", 64)
-    assert spec.stem == (timm_args.get("stem_type") or "plain")
+    assert spec.stem == (timm_args.get("stem_type") or "plain")  # timm's "" is the plain stem
     if spec.stem != "plain":  # timm's plain stem is 64 wide whatever its stem_width
         assert spec.stem_width == timm_args["stem_width"]
     assert spec.stem_pool == ("conv" if timm_args.get("replace_stem_pool") else "max")

@@ -21,6 +21,10 @@ FAMILIES = {
     "SE-ResNeXt-AA": ("seresnextaa101d_32x8d", {**_SMALL, "cardinality": 4, "stem_width": 8}),
 }
 
+# The exports to other runtimes (ONNX, OpenVINO) are also checked on the plain network the
+# attention is added to.
+RUNTIME_FAMILIES = {**FAMILIES, "ResNet": ("resnet50", _SMALL)}
+
 _built = {}
 
 
@@ -30,7 +34,7 @@ def small_model(family, classes=10):
     if key not in _built:
         from keras_attn import testing
 
-        name, overrides = FAMILIES[family]
+        name, overrides = RUNTIME_FAMILIES[family]
         model = get_model(name, classes=classes, **overrides)
         testing.perturb_batch_norm_statistics(model)
         _built[key] = model
@@ -40,3 +44,20 @@ def small_model(family, classes=10):
 @pytest.fixture(params=sorted(FAMILIES))
 def family_model(request):
     return small_model(request.param)
+
+
+@pytest.fixture(params=[
+    # BN-Inception's exports take over 20 s each.
+    pytest.param(family, marks=pytest.mark.slow) if family == "SE-Inception" else family
+    for family in sorted(RUNTIME_FAMILIES)
+])
+def runtime_family(request):
+    return request.param
+
+
+def grouped_convolutions(model):
+    """The `groups` of every grouped convolution of `model`, attention layers' included, sorted."""
+    import keras
+
+    return sorted(layer.groups for layer in model._flatten_layers()
+                  if isinstance(layer, keras.layers.Conv2D) and layer.groups > 1)

@@ -2,6 +2,7 @@
 
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -10,10 +11,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from keras_attn import data, export
-from keras_attn.applications import imagenet_utils
+from keras_attn.applications import get_model, imagenet_utils
 from keras_attn.export import saved_model_export, serving
 from keras_attn.layers import grouped_conv, grouped_conv_implementation
 from tests.export.conftest import small_model
+from tests.processes import wait_for_line
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _encoded(image, format):
@@ -124,6 +128,74 @@ def test_an_interrupted_export_leaves_no_version_and_the_next_one_follows(export
     with pytest.raises(FileExistsError, match="Version 3 exists already"):
         export.saved_model(model, base, version=3)
     assert sorted(os.listdir(base)) == ["3", "4"]
+
+
+# Exports a small network as a SavedModel and stops, printing where, at one point of the
+# export: "writing" while TensorFlow writes the folder (its variables are on disk, its
+# saved_model.pb not yet), or "verifying" while the written folder is reloaded. The test kills
+# it there with SIGKILL: no `finally` runs.
+EXPORT_THAT_STOPS = """
+import sys
+import threading
+from tensorflow.python.lib.io import file_io
+from keras_attn import export
+from keras_attn.applications import get_model
+from keras_attn.export import saved_model_export
+base, point = sys.argv[1:]
+def stop(*args, **kwargs):
+    print(point, flush=True)
+    threading.Event().wait()
+if point == "writing":
+    write = file_io.atomic_write_string_to_file
+    def write_or_stop(path, *args, **kwargs):
+        if str(path).endswith("saved_model.pb"):
+            stop()
+        return write(path, *args, **kwargs)
+    file_io.atomic_write_string_to_file = write_or_stop
+else:
+    saved_model_export._reload_and_run = stop
+export.saved_model(get_model("seresnet20_cifar", classes=10), base)
+"""
+
+
+@pytest.mark.parametrize("point", ["writing", "verifying"])
+def test_an_export_killed_outright_leaves_no_version_and_the_next_one_succeeds(tmp_path,
+                                                                              point):
+    base = tmp_path / "serving"
+    environment = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    with open(tmp_path / "stderr", "wb") as stderr:
+        process = subprocess.Popen([sys.executable, "-c", EXPORT_THAT_STOPS, str(base), point],
+                                   env=environment, stdout=subprocess.PIPE, stderr=stderr,
+                                   bufsize=0)
+    try:
+        wait_for_line(process, point)
+        staged = [(folder, sorted(os.listdir(base / folder))) for folder in os.listdir(base)]
+        process.kill()
+        process.wait()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+    assert process.returncode == -signal.SIGKILL
+    # Killed half-way: the variables written, the graph not, or the whole folder not yet
+    # verified; under a hidden name either way.
+    [(folder, contents)] = staged
+    assert folder.startswith(".incomplete-1-")
+    assert ("saved_model.pb" in contents) == (point == "verifying") and "variables" in contents
+    # TF Serving serves the folders named by an integer (its versions): there is none, and
+    # the next export takes version 1 and lands whole.
+    assert not [name for name in os.listdir(base) if name.isdigit()]
+    assert saved_model_export.next_version(base) == 1
+    model = get_model("seresnet20_cifar", classes=10)
+    report = export.saved_model(model, base)
+    assert report.path == str(base / "1") and report.max_abs_error <= 1e-5
+    assert sorted(name for name in os.listdir(base) if not name.startswith(".")) == ["1"]
+    serve = tf.saved_model.load(str(base / "1")).signatures["serving_default"]
+    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    config = serving.serving_config(model)
+    np.testing.assert_allclose(serve(images=tf.constant(images))["probabilities"].numpy(),
+                               serving.probabilities_fn(model, config)(images), atol=1e-5)
 
 
 def test_a_failed_verification_writes_nothing(exported, tmp_path, monkeypatch):

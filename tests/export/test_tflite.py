@@ -103,3 +103,69 @@ def test_a_failed_verification_keeps_the_previous_file(tmp_path, monkeypatch):
     with pytest.raises(export.ExportVerificationError, match=r"max abs error .* > 0\.0001"):
         export.tflite(model, path)
     assert os.listdir(tmp_path) == ["model.tflite"] and path.read_bytes() == b"previous"
+
+
+@pytest.fixture(scope="module")
+def digits_network():
+    """seresnet20_cifar after 30 steps on the digits (about half right): a network whose
+    probabilities depend on the image, unlike a random one's, and real images to check it on."""
+    import keras
+
+    from keras_attn.training import data as training_data
+
+    keras.utils.set_random_seed(0)
+    digits = training_data.digits()
+
+    def pixels(split):
+        return np.stack([image for image, _ in split.dataset.as_numpy_iterator()]).astype(
+            "float32")
+
+    train, held_out = pixels(digits.train), pixels(digits.val)
+    labels = np.array([label for _, label in digits.train.dataset.as_numpy_iterator()])
+    model = get_model("seresnet20_cifar", classes=10, input_shape=(32, 32, 3))
+    config = serving.serving_config(model)
+    mean, std = np.array(config.mean) * 255, np.array(config.std) * 255
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    model.fit((train - mean) / std, labels, batch_size=32, steps_per_epoch=30, epochs=1,
+              verbose=0)
+    held_out = held_out[:16]
+    top1 = np.argmax(model.predict((held_out - mean) / std, verbose=0), -1)
+    assert len(set(top1)) >= 4, f"the network did not learn: its top-1 classes are {top1}"
+    return model, train[:64], held_out
+
+
+def test_a_quantized_file_unlike_the_model_is_refused_by_default(digits_network, tmp_path):
+    model, calibration, held_out = digits_network
+    path = tmp_path / "int8.tflite"
+    # Calibrated on the data: within the default limit.
+    report = export.tflite(model, path, "int8", representative_data=calibration,
+                           verify_images=held_out)
+    assert report.max_abs_error <= 0.1  # the default limit the README states
+    # Calibrated on black images: the activation ranges are wrong, the file is another model.
+    broken = tmp_path / "broken.tflite"
+    black = np.zeros_like(calibration)
+    with pytest.raises(export.ExportVerificationError,
+                       match=r"max abs error 0\.\d+ > 0\.1 \(16 images\)\. Nothing was written"):
+        export.tflite(model, broken, "int8", representative_data=black, verify_images=held_out)
+    assert os.listdir(tmp_path) == ["int8.tflite"]
+    # The caller may loosen the limit, and then gets what the file is.
+    loose = export.tflite(model, broken, "int8", representative_data=black,
+                          verify_images=held_out, max_abs_error=None)
+    assert loose.max_abs_error > 0.1 and loose.top1_agreement < 1.0
+    assert sorted(os.listdir(tmp_path)) == ["broken.tflite", "int8.tflite"]
+
+
+def test_representative_data_may_follow_tflites_own_convention(tmp_path):
+    # TFLite's converter takes a function that returns a generator of [input batch] lists.
+    model = small_model("SE-ResNeXt")
+    config = serving.serving_config(model)
+    pixels = _calibration(count=6)
+
+    def representative_dataset():
+        for image in pixels:
+            yield [image[None]]
+
+    images = _calibration(seed=5, count=3)
+    outputs = [export.run_tflite(tflite_export.convert(model, config, "int8", data), images)
+               for data in (pixels, representative_dataset)]
+    np.testing.assert_array_equal(outputs[0], outputs[1])

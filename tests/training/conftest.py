@@ -12,12 +12,14 @@ QUICK = ["--dataset=digits", "--model=seresnet20_cifar", "--batch_size=32", "--e
 
 @pytest.fixture
 def training_flags(tmp_path):
-    """Parsed training flags: QUICK, a model_dir in tmp_path, then the test's arguments."""
+    """Parsed training flags: QUICK (less the flags named in `without`), a model_dir in
+    tmp_path, then the test's arguments."""
 
-    def parse(*args, model_dir=None):
+    def parse(*args, model_dir=None, without=()):
         values = flags.FlagValues()
         define_flags(values)
-        values(["train", *QUICK, f"--model_dir={model_dir or os.path.join(tmp_path, 'run')}",
+        quick = [arg for arg in QUICK if arg[2:].split("=")[0] not in without]
+        values(["train", *quick, f"--model_dir={model_dir or os.path.join(tmp_path, 'run')}",
                 *args])
         return values
 

@@ -2,6 +2,7 @@
 
 import dataclasses
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -125,3 +126,66 @@ def test_eval_batches_cover_every_image_once():
                                          std=(0.5,) * 3, global_batch=64)
     sizes = [labels.shape[0] for _, labels in batches]
     assert sum(sizes) == 359 and sizes[-1] == 359 % 64
+
+
+def _mock_tfds(data_dir, splits):
+    """TFDS's mnist without a download: its real features, `splits` ({name: size}) written as
+    its metadata, and random examples from `tensorflow_datasets.testing.mock_data`."""
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder("mnist", data_dir=str(data_dir))
+    builder.info.set_splits(tfds.core.SplitDict([
+        tfds.core.SplitInfo(name=name, shard_lengths=[size], num_bytes=0)
+        for name, size in splits.items()]))
+    builder.data_path.mkdir(parents=True)
+    builder.info.write_to_directory(builder.data_dir)
+    # Every split yields `num_examples` examples; the sizes above are what the info says.
+    return tfds.testing.mock_data(num_examples=12, policy=tfds.testing.MockPolicy.USE_FILES,
+                                  data_dir=str(data_dir))
+
+
+@pytest.mark.parametrize("splits, val_size", [
+    ({"train": 12, "test": 7}, 7),
+    ({"train": 12, "validation": 5, "test": 7}, 5),
+], ids=["test_split", "validation_split"])
+def test_a_tfds_dataset_gives_rgb_images_its_labels_and_class_names(tmp_path, splits,
+                                                                   val_size):
+    import tensorflow_datasets as tfds
+
+    with _mock_tfds(tmp_path, splits):
+        data = training_data.load_data("mnist")
+        raw = list(tfds.load("mnist", split="train", as_supervised=True).as_numpy_iterator())
+        train = list(data.train.dataset.as_numpy_iterator())
+        val = list(data.val.dataset.as_numpy_iterator())
+    # The validation split is "validation" where the dataset has one, else "test".
+    assert (data.train.size, data.val.size) == (12, val_size)
+    assert data.class_names == [str(digit) for digit in range(10)]
+    assert len(train) == len(raw) == len(val) == 12
+    for (image, label), (gray, raw_label) in zip(train, raw):
+        assert image.dtype == np.uint8 and label.dtype == np.int32
+        np.testing.assert_array_equal(image, np.repeat(gray, 3, axis=-1))  # gray -> RGB
+        assert label == raw_label
+
+
+def test_training_runs_on_a_tfds_dataset(tmp_path, training_flags):
+    from keras_attn.training import train
+
+    with _mock_tfds(tmp_path / "tfds", {"train": 12, "test": 12}):
+        summary = train.run(training_flags("--dataset=mnist", "--batch_size=4",
+                                           "--steps_per_epoch=2"))
+    assert summary["epochs"] == 1 and summary["model"].output_shape == (None, 10)
+    assert (tmp_path / "run" / "last.weights.h5").exists()
+
+
+def test_a_tfds_name_without_tensorflow_datasets_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # as if not installed
+    with pytest.raises(ImportError, match=re.escape(
+            "--dataset='mnist' is read with tensorflow-datasets: pip install "
+            "tensorflow-datasets. Without it, use --dataset=digits or --data_dir.")):
+        training_data.load_data("mnist")
+
+
+def test_an_unknown_dataset_name_is_named(tmp_path):
+    with pytest.raises(ValueError, match=re.escape(
+            "--dataset='no_such_dataset' is neither 'digits' nor a TensorFlow Datasets name")):
+        training_data.load_data("no_such_dataset")

@@ -187,10 +187,13 @@ def test_a_bad_tf_config_is_named(monkeypatch):
     "args, error, message",
     [
         (["--model=resnet51"], ValueError, "Unknown model name 'resnet51'"),
-        (["--data_dir=/nonexistent"], ValueError, "exactly one of --dataset"),
+        (["--data_dir=/nonexistent"], ValueError,  # beside QUICK's --dataset
+         "Give exactly one of --dataset (e.g. --dataset=digits) and --data_dir; received "
+         "dataset='digits', data_dir='/nonexistent'."),
         (["--val_split=1.5"], ValueError, "--val_split must be in"),
         (["--batch_size=4096"], ValueError, "fewer than one global batch of 4096"),
-        (["--dataset=no_such_tfds_name"], ImportError, "pip install tensorflow-datasets"),
+        (["--dataset=no_such_tfds_name"], ValueError,
+         "--dataset='no_such_tfds_name' is neither 'digits' nor a TensorFlow Datasets name"),
         (["--steps_per_epoch=0"], ValueError, "`--steps_per_epoch` must be an integer >= 1"),
         (["--image_size=0"], ValueError, "`--image_size` must be an integer >= 1"),
         (["--randaugment=-2"], ValueError, "`--randaugment` must be an integer >= 0"),
@@ -211,6 +214,18 @@ def test_bad_flags_are_named(training_flags, tmp_path, args, error, message):
     with pytest.raises(error, match=re.escape(message)):
         train.run(training_flags(*args))
     assert not os.path.exists(tmp_path / "run")  # refused before --model_dir is made
+
+
+@pytest.mark.parametrize("args, error, message", [
+    (["--data_dir=/nonexistent"], FileNotFoundError, "--data_dir='/nonexistent' is not a folder."),
+    ([], ValueError, "Give exactly one of --dataset (e.g. --dataset=digits) and --data_dir; "
+                     "received dataset=None, data_dir=None."),
+])
+def test_bad_data_flags_without_a_dataset_are_named(training_flags, tmp_path, args, error,
+                                                    message):
+    with pytest.raises(error, match=re.escape(message)):
+        train.run(training_flags(*args, without=("dataset",)))
+    assert not os.path.exists(tmp_path / "run")
 
 
 def test_the_program_prints_a_bad_flag_in_one_line(tmp_path):
