@@ -98,7 +98,7 @@ def test_unknown_name_suggests_close_names():
         ({"stem": "deeper"}, "stem='deeper'"),
         ({"shortcut": "pool"}, "shortcut='pool'"),
         ({"shortcut_kernel": 2}, "shortcut_kernel=2"),
-        ({"gate": "cbam"}, "gate='cbam'"),
+        ({"gate": "nonlocal"}, "gate='nonlocal'"),
         ({"conv": "dynamic"}, "conv='dynamic'"),
         ({"conv_args": {"radx": 2}}, "['radx']"),
         ({"gate_args": {"reduction": 16}}, "['reduction']"),
