@@ -68,7 +68,8 @@ def _load_timm_tensors(layer, state):
     values = []
     for variable in layer.weights:
         key = timm_convert._variable_key("se", layer, variable).removeprefix("se.")
-        assert key in state, f"{variable.path} -> {key!r}, which timm's module lacks"
+        if key not in state:
+            pytest.fail(f"{variable.path} -> {key!r}, which timm's module lacks: {sorted(state)}")
         unused.discard(key)
         values.append(timm_convert._transpose(state[key], timm_convert._KERAS_AXES))
     assert not unused, f"timm tensors no weight takes: {sorted(unused)}"
