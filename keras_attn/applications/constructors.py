@@ -413,6 +413,110 @@ def ResNetRS420(include_top=True, weights="imagenet", input_tensor=None, input_s
 
 
 @_application(
+    "ecaresnet26t",
+    "ResNet-26 with ECA gates, a tiered deep stem (24, 32, 64 channels) and average-pool "
+    "shortcuts; 256x256 input.",
+    "ECA-ResNet-26-T.",
+)
+def ECAResNet26T(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+                 pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("ecaresnet26t", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application(
+    "ecaresnet50d",
+    "ResNet-50-D (deep stem, average-pool shortcuts) with ECA gates.",
+    "ECA-ResNet-50-D.",
+)
+def ECAResNet50D(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+                 pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("ecaresnet50d", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application(
+    "ecaresnet50t",
+    "ResNet-50 with ECA gates, a tiered deep stem (24, 32, 64 channels) and average-pool "
+    "shortcuts; 256x256 input.",
+    "ECA-ResNet-50-T.",
+)
+def ECAResNet50T(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+                 pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("ecaresnet50t", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application(
+    "ecaresnetlight",
+    "A ResNet with ECA gates, blocks (1, 1, 11, 3), the plain 7x7 stem and average-pool shortcuts.",
+    "ECA-ResNet-Light.",
+)
+def ECAResNetLight(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+                   pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("ecaresnetlight", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application(
+    "ecaresnet101d",
+    "ResNet-101-D (deep stem, average-pool shortcuts) with ECA gates.",
+    "ECA-ResNet-101-D.",
+)
+def ECAResNet101D(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+                  pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("ecaresnet101d", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application(
+    "ecaresnet269d",
+    "ResNet-269-D (deep stem, average-pool shortcuts) with ECA gates; 320x320 input.",
+    "ECA-ResNet-269-D.",
+)
+def ECAResNet269D(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+                  pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("ecaresnet269d", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application(
+    "cbamresnet18",
+    "ResNet-18 with a CBAM module (channel then spatial attention) in every block, as timm's "
+    "ResNet with attn_layer='cbam'; no published weights.",
+    "CBAM-ResNet-18.",
+)
+def CBAMResNet18(include_top=True, weights=None, input_tensor=None, input_shape=None,
+                 pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("cbamresnet18", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application(
+    "cbamresnet50",
+    "ResNet-50 with a CBAM module (channel then spatial attention) in every block, as timm's "
+    "ResNet with attn_layer='cbam'; no published weights.",
+    "CBAM-ResNet-50.",
+)
+def CBAMResNet50(include_top=True, weights=None, input_tensor=None, input_shape=None,
+                 pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("cbamresnet50", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application(
+    "gcresnet50",
+    "ResNet-50 with a Global Context block in every bottleneck, as timm's ResNet with "
+    "attn_layer='gc'; no published weights.",
+    "GC-ResNet-50.",
+)
+def GCResNet50(include_top=True, weights=None, input_tensor=None, input_shape=None,
+               pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("gcresnet50", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application(
     "se_inception_v3",
     "SE gate after each of the 11 Inception modules; with gate=None it is "
     "keras.applications.InceptionV3.",

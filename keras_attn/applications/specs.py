@@ -34,6 +34,9 @@ PAPERS = {
     "senet": attention.SQUEEZE_EXCITE.paper,
     "sknet": attention.SELECTIVE_KERNEL.paper,
     "resnest": attention.SPLIT_ATTENTION.paper,
+    "ecanet": attention.EFFICIENT_CHANNEL_ATTENTION.paper,
+    "cbam": attention.CONVOLUTIONAL_BLOCK_ATTENTION.paper,
+    "gcnet": attention.GLOBAL_CONTEXT.paper,
     "antialias": Paper(
         "Zhang, ICML 2019", "Making Convolutional Networks Shift-Invariant Again",
         "https://arxiv.org/abs/1904.11486",
@@ -180,7 +183,8 @@ class NetworkSpec(_Row):
             "splat": `SplitAttention`).
         conv_args: keyword arguments of the conv slot's layer.
         gate: the gate slot, after the last BatchNorm and before the residual add: None or a
-            gate-slot kind of `keras_attn.attention` ("se": `SqueezeExcite`).
+            gate-slot kind of `keras_attn.attention` ("se": `SqueezeExcite`, "eca":
+            `EfficientChannelAttention`, "cbam": `CBAM`, "gc": `GlobalContext`).
         gate_args: keyword arguments of the gate slot's layer.
         avd: in strided bottlenecks, move the stride to a 3x3 average pool (ResNeSt).
         avd_first: put that pool before the conv slot instead of after it.
@@ -316,7 +320,7 @@ class NetworkSpec(_Row):
     def timm_stem_pool(self):
         """`(convolution, BatchNorm)` module names of the convolution that replaces the stem's
         max pool (`stem_pool="conv"`): timm's `maxpool = Sequential(conv, [aa], bn, act)`."""
-        return "maxpool.0", "maxpool.2" if self.aa_layer else "maxpool.1"
+        return "maxpool.0", ("maxpool.2" if self.aa_layer else "maxpool.1")
 
     def timm_stage(self, stage):
         """The module name of a stage: `layer1` ... `layer4`."""
@@ -389,6 +393,7 @@ INCEPTION_ARCHITECTURES = ("inception_v3", "inception_resnet_v2", "bn_inception"
 # Shared settings of the rows below (as timm's model_args do).
 _RESNET_D = dict(stem="deep", stem_width=32, shortcut="avg")
 _SE = dict(gate="se")
+_ECA = dict(gate="eca")
 # The released Caffe SENets: max pool in ceil mode, SE width channels // 16.
 _LEGACY_SE = dict(gate="se", gate_args={"rd_divisor": 1}, stem_pool="max_ceil",
                   timm_layout="senet")
@@ -549,6 +554,44 @@ _TABLE = (
         "resnext101_32x32d", "ResNeXt", "wsl", depths=(3, 4, 23, 3), cardinality=32,
         base_width=32,
     ),
+    # ECA-ResNet: the ECA gate (kernel size from the channel count) in timm's ResNet layout.
+    NetworkSpec(
+        "ecaresnet26t", "ECA-ResNet", "ecanet", depths=(2, 2, 2, 2), default_size=256,
+        **_RESNET_T, **_ECA,
+    ),
+    NetworkSpec("ecaresnet50d", "ECA-ResNet", "ecanet", **_RESNET_D, **_ECA),
+    NetworkSpec("ecaresnet50t", "ECA-ResNet", "ecanet", default_size=256, **_RESNET_T, **_ECA),
+    # timm's plain 7x7 stem (64 channels) with average-pool shortcuts, one block in each of the
+    # first two stages and eleven in the third.
+    NetworkSpec(
+        "ecaresnetlight", "ECA-ResNet", "ecanet", depths=(1, 1, 11, 3), shortcut="avg", **_ECA,
+    ),
+    NetworkSpec(
+        "ecaresnet101d", "ECA-ResNet", "ecanet", depths=(3, 4, 23, 3), **_RESNET_D, **_ECA,
+    ),
+    NetworkSpec(
+        "ecaresnet200d", "ECA-ResNet", "ecanet", depths=(3, 24, 36, 3), default_size=256,
+        **_RESNET_D, **_ECA,
+    ),
+    NetworkSpec(
+        "ecaresnet269d", "ECA-ResNet", "ecanet", depths=(3, 30, 48, 8), default_size=320,
+        **_RESNET_D, **_ECA,
+    ),
+    NetworkSpec(
+        "ecaresnext26t_32x4d", "ECA-ResNeXt", "ecanet", depths=(2, 2, 2, 2),
+        **_RESNEXT_32x4d, **_RESNET_T, **_ECA,
+    ),
+    NetworkSpec(
+        "ecaresnext50t_32x4d", "ECA-ResNeXt", "ecanet", **_RESNEXT_32x4d, **_RESNET_T, **_ECA,
+    ),
+    # CBAM and Global Context: timm has the modules but registers no network; these are timm's
+    # ResNet with block_args=dict(attn_layer="cbam" / "gc"), the CBAM paper's ResNet-18 and
+    # ResNet-50 (its MLP without biases, as timm's CbamModule: mlp_bias=True is the paper's).
+    NetworkSpec(
+        "cbamresnet18", "CBAM-ResNet", "cbam", block="basic", depths=(2, 2, 2, 2), gate="cbam",
+    ),
+    NetworkSpec("cbamresnet50", "CBAM-ResNet", "cbam", gate="cbam"),
+    NetworkSpec("gcresnet50", "GC-ResNet", "gcnet", gate="gc"),
     # ResNet-RS.
     NetworkSpec("resnetrs50", depths=(3, 4, 6, 3), default_size=160, **_RESNET_RS),
     NetworkSpec("resnetrs101", depths=(3, 4, 23, 3), default_size=192, **_RESNET_RS),

@@ -28,6 +28,10 @@ EXPECTED_CONSTRUCTORS = {
     "ResNetAA101D": "resnetaa101d", "ResNetRS50": "resnetrs50", "ResNetRS101": "resnetrs101",
     "ResNetRS152": "resnetrs152", "ResNetRS200": "resnetrs200", "ResNetRS270": "resnetrs270",
     "ResNetRS350": "resnetrs350", "ResNetRS420": "resnetrs420",
+    "ECAResNet26T": "ecaresnet26t", "ECAResNet50D": "ecaresnet50d", "ECAResNet50T": "ecaresnet50t",
+    "ECAResNetLight": "ecaresnetlight", "ECAResNet101D": "ecaresnet101d",
+    "ECAResNet269D": "ecaresnet269d", "CBAMResNet18": "cbamresnet18",
+    "CBAMResNet50": "cbamresnet50", "GCResNet50": "gcresnet50",
 }
 KERAS_APPLICATION_ARGS = [
     "include_top", "weights", "input_tensor", "input_shape", "pooling", "classes",

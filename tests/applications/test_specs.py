@@ -30,6 +30,10 @@ EXPECTED_NAMES = {
     "seresnext101d_32x8d", "seresnetaa50d", "seresnextaa101d_32x8d", "seresnextaa201d_32x8d",
     "resnetrs50", "resnetrs101", "resnetrs152", "resnetrs200", "resnetrs270", "resnetrs350",
     "resnetrs420", "resnetaa50d", "resnetaa101d", "resnext101_32x16d", "resnext101_32x32d",
+    # ECA, CBAM and Global Context.
+    "ecaresnet26t", "ecaresnet50d", "ecaresnet50t", "ecaresnetlight", "ecaresnet101d",
+    "ecaresnet200d", "ecaresnet269d", "ecaresnext26t_32x4d", "ecaresnext50t_32x4d",
+    "cbamresnet18", "cbamresnet50", "gcresnet50",
 }
 
 
