@@ -33,6 +33,12 @@ CASES = {
     "resnetrs50_narrow": ("resnetrs50", {"stem_width": 8}),
     "resnetaa50d_narrow": ("resnetaa50d", {"stem_width": 8}),
     "seresnextaa101d_narrow": ("seresnextaa101d_32x8d", {"cardinality": 4, "stem_width": 8}),
+    "ecaresnet50d_narrow": ("ecaresnet50d", {"stem_width": 8}),
+    "ecaresnet26t_narrow": ("ecaresnet26t", {"stem_width": 8}),
+    "cbamresnet50_narrow": ("cbamresnet50", {}),
+    "cbamresnet18_narrow": ("cbamresnet18", {}),
+    # timm's ResNet-D layout with GC gates (the gcresnet50 row has the plain stem).
+    "gcresnet50_narrow": ("gcresnet50", {"stem": "deep", "stem_width": 8, "shortcut": "avg"}),
 }
 TIMM_BLOCKS = {
     "BasicBlock": ("basic", "plain"),

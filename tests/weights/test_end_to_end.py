@@ -62,6 +62,7 @@ def test_resnest14_default_weights_and_predict_command(checkpoint_server, cache_
 # without theirs and the fixture's is applied to the pooled features.
 LOOPBACK = {
     "resnetrs50": ("tf_in1k", "resnetrs50_narrow", {"stem_width": 8}),
+    "ecaresnet26t": ("ra2_in1k", "ecaresnet26t_narrow", {"stem_width": 8}),
 }
 
 
