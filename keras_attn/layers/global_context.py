@@ -147,9 +147,10 @@ class GlobalContext(keras.layers.Layer):
         logits = self.conv_attn(x)
         exponentials = ops.exp(logits - ops.max(logits, axis=(1, 2), keepdims=True))
         attention = exponentials / ops.sum(exponentials, axis=(1, 2), keepdims=True)
-        # A product over the positions: (batch, positions) x (batch, positions, channels).
-        context = ops.einsum("bhwc,bhw->bc", x, attention[..., 0])
-        return attention, ops.reshape(context, (-1, 1, 1, inputs.shape[-1]))
+        # The attention-weighted sum over positions, as a product and a sum: TFLite's converter
+        # rejects the einsum of the same product ('tf.BatchMatMulV2' op found invalid output
+        # dimension), and these are builtin operators of every exporter.
+        return attention, ops.sum(ops.multiply(x, attention), axis=(1, 2), keepdims=True)
 
     def attention_weights(self, inputs):
         """The attention over positions, `(batch, height, width, 1)`, summing to 1 over each
