@@ -19,6 +19,11 @@ FAMILIES = {
     "ResNet-RS": ("resnetrs50", {**_SMALL, "stem_width": 8}),
     # Anti-aliasing: strides as average pools.
     "SE-ResNeXt-AA": ("seresnextaa101d_32x8d", {**_SMALL, "cardinality": 4, "stem_width": 8}),
+    # The gates after SE: a 1-D convolution across channels; channel then spatial attention;
+    # a softmax over positions and a LayerNorm.
+    "ECA-ResNet": ("ecaresnet26t", {**_SMALL, "stem_width": 8}),
+    "CBAM-ResNet": ("cbamresnet18", _SMALL),
+    "GC-ResNet": ("gcresnet50", _SMALL),
 }
 
 # The exports to other runtimes (ONNX, OpenVINO) are also checked on the plain network the
