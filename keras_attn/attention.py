@@ -18,8 +18,8 @@ kind with `register` (see `docs/architecture.md`, "Adding an attention kind").
 
 Examples:
     >>> import keras_attn
-    >>> [kind.name for kind in keras_attn.attention.kinds()][:3]   # the package's first three
-    ['se', 'sk', 'splat']
+    >>> [kind.name for kind in keras_attn.attention.kinds()]
+    ['se', 'sk', 'splat', 'eca', 'cbam', 'gc']
     >>> keras_attn.attention.get("se").layer.__name__
     'SqueezeExcite'
 """
@@ -30,7 +30,14 @@ from collections.abc import Callable, Mapping
 
 from keras import ops
 
-from keras_attn.layers import SelectiveKernel, SplitAttention, SqueezeExcite
+from keras_attn.layers import (
+    CBAM,
+    EfficientChannelAttention,
+    GlobalContext,
+    SelectiveKernel,
+    SplitAttention,
+    SqueezeExcite,
+)
 
 __all__ = [
     "SELECTIVE_KERNEL", "SLOTS", "SPLIT_ATTENTION", "SQUEEZE_EXCITE", "AttentionKind", "Paper",
@@ -85,6 +92,20 @@ def drop_spatial_axes(weights):
     return ops.reshape(weights, (-1, *weights.shape[3:]))
 
 
+def drop_channel_axis(weights):
+    """`(batch, height, width, 1)` attention weights as `(batch, height, width)`: how
+    `keras_attn.inspect` reads a kind whose weights are one value per position (a map)."""
+    return ops.squeeze(weights, axis=-1)
+
+
+def read_channel_and_spatial(weights):
+    """`{"channel": (batch, 1, 1, channels), "spatial": (batch, height, width, 1)}` as
+    `{"channel": (batch, channels), "spatial": (batch, height, width)}`: how
+    `keras_attn.inspect` reads a kind with both (CBAM)."""
+    return {"channel": drop_spatial_axes(weights["channel"]),
+            "spatial": drop_channel_axis(weights["spatial"])}
+
+
 @dataclasses.dataclass(frozen=True)
 class AttentionKind:
     """One kind of attention, as the registry declares it.
@@ -106,7 +127,9 @@ class AttentionKind:
             (SE's `fc1` is timm's `fc1`). Parameters map as everywhere (`kernel` -> `weight`,
             `gamma` -> `weight`, `moving_mean` -> `running_mean`, ...).
         reads: what `keras_attn.inspect.attention_model` returns for such a layer, in words.
-        read: `read(weights)`: turns the layer's `attention_weights(inputs)` into that.
+        read: `read(weights)`: turns the layer's `attention_weights(inputs)` into that: one
+            tensor, or a dict of them (`{"channel": ..., "spatial": ...}`), which
+            `attention_model` returns as `"<layer name>/channel"`, `"<layer name>/spatial"`.
 
     Raises:
         ValueError: a `slot` other than `SLOTS`, a `name` that is not a lowercase identifier
@@ -335,3 +358,55 @@ SPLIT_ATTENTION = register(AttentionKind(
           "(sigmoid gates when radix is 1)",
 ))
 """`"splat"`: Split-Attention (`keras_attn.layers.SplitAttention`), the conv slot."""
+
+EFFICIENT_CHANNEL_ATTENTION = register(AttentionKind(
+    name="eca",
+    slot="gate",
+    layer=EfficientChannelAttention,
+    arguments=("kernel_size", "gamma", "beta", "gate_activation"),
+    paper=Paper("Wang et al., CVPR 2020",
+                "ECA-Net: Efficient Channel Attention for Deep Convolutional Neural Networks",
+                "https://arxiv.org/abs/1910.03151"),
+    description="a per-channel gate from the pooled features through a 1-D convolution "
+                "across channels",
+    timm_module="timm.layers.EcaModule",
+    reads="(batch, channels): the gate, in (0, 1)",
+))
+
+CONVOLUTIONAL_BLOCK_ATTENTION = register(AttentionKind(
+    name="cbam",
+    slot="gate",
+    layer=CBAM,
+    arguments=("rd_ratio", "rd_channels", "rd_divisor", "spatial_kernel_size", "activation",
+               "gate_activation", "mlp_bias"),
+    paper=Paper("Woo et al., ECCV 2018", "CBAM: Convolutional Block Attention Module",
+                "https://arxiv.org/abs/1807.06521"),
+    description="a per-channel gate from the mean- and max-pooled features, then a spatial "
+                "map from a convolution over the channel-wise mean and max",
+    timm_module="timm.layers.cbam.CbamModule",
+    timm_names={"channel_fc1": "channel.fc1", "channel_fc2": "channel.fc2",
+                "spatial_conv": "spatial.conv.conv", "spatial_bn": "spatial.conv.bn"},
+    reads="{'channel': (batch, channels), the channel gate in (0, 1); 'spatial': (batch, "
+          "height, width), the spatial map in (0, 1)}, as '<layer>/channel' and "
+          "'<layer>/spatial'",
+    read=read_channel_and_spatial,
+))
+
+GLOBAL_CONTEXT = register(AttentionKind(
+    name="gc",
+    slot="gate",
+    layer=GlobalContext,
+    arguments=("use_attn", "fuse_add", "fuse_scale", "rd_ratio", "rd_channels", "rd_divisor",
+               "activation", "gate_activation"),
+    paper=Paper("Cao et al., 2019",
+                "GCNet: Non-local Networks Meet Squeeze-Excitation Networks and Beyond",
+                "https://arxiv.org/abs/1904.11492"),
+    description="a context vector pooled by a softmax over positions, through a bottleneck "
+                "with LayerNorm, rescaling (or added to) the features",
+    timm_module="timm.layers.GlobalContext",
+    timm_names={f"mlp_{fusion}_{part}": f"mlp_{fusion}.{part}"
+                for fusion in ("scale", "add") for part in ("fc1", "norm", "fc2")},
+    reads="(batch, height, width): the attention over positions that pools the context, "
+          "summing to 1 over the map",
+    read=drop_channel_axis,
+))

@@ -81,7 +81,9 @@ def attention_model(model):
 
     Returns:
         A `keras.Model` whose output is a dict `{layer name: weights}` in float32, keyed as
-        `attention_layers` names them.
+        `attention_layers` names them; a kind whose registry entry reads several arrays
+        (CBAM: its channel gate and its spatial map) gives one output each,
+        `"<layer name>/<part>"` (`"stage1_block1_cbam/spatial"`).
 
     Raises:
         ValueError: the model has no attention layer, or one is used more than once.
@@ -108,7 +110,11 @@ def _symbolic_weights(model):
     outputs = {}
     for layer in model.layers:
         if attention.kind_of(layer) is not None:
-            outputs[layer.name] = _AttentionReader(layer)(_only_input(layer))
+            weights = _AttentionReader(layer)(_only_input(layer))
+            if isinstance(weights, dict):  # a kind that reads several (CBAM's two gates)
+                outputs.update({f"{layer.name}/{part}": value for part, value in weights.items()})
+            else:
+                outputs[layer.name] = weights
         elif isinstance(layer, keras.Model) and attention_layers(layer):
             inner = keras.Model(layer.inputs, _symbolic_weights(layer))
             for name, weights in inner(_only_input(layer)).items():
@@ -126,7 +132,8 @@ class _AttentionReader(keras.layers.Layer):
 
     def call(self, inputs):
         read = attention.kind_of(self.layer).read
-        return ops.cast(read(self.layer.attention_weights(inputs)), "float32")
+        return keras.tree.map_structure(lambda weights: ops.cast(weights, "float32"),
+                                        read(self.layer.attention_weights(inputs)))
 
 
 def _only_input(layer):
@@ -316,7 +323,13 @@ def enlarge(images, scale):
 
 
 def _in_depth_order(model, weights):
-    return [(name, np.asarray(weights[name])) for name, _ in attention_layers(model)]
+    """`weights`' items in the order `model`'s attention layers run; a layer's parts
+    (`"<layer name>/<part>"`) in the order its kind reads them."""
+    ordered = []
+    for name, _ in attention_layers(model):
+        ordered += [(key, np.asarray(weights[key])) for key in weights
+                    if key == name or key.startswith(f"{name}/")]
+    return ordered
 
 
 def plot_excitation(profile, layers=None, branch=0, max_panels=6, path=None):

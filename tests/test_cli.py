@@ -411,3 +411,24 @@ def test_sigterm_mid_export_leaves_nothing_behind(tmp_path):
             process.wait()
         process.stdout.close()
     assert not serving.exists()  # the base folder the export made is gone with its contents
+
+
+def test_an_imagenet_12k_tag_is_refused_before_anything_is_fetched(capsys, tmp_path,
+                                                                   monkeypatch):
+    from keras_attn import applications
+
+    image = tmp_path / "x.png"
+    image.write_bytes(b"")
+    assert cli.main(["predict", "--model", "resnetaa50d", "--weights", "sw_in12k",
+                     str(image)]) == 1
+    assert ("the resnetaa50d weights 'sw_in12k' classify 11821 (ImageNet-12k), which it cannot "
+            "decode") in capsys.readouterr().err
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a network was built")
+
+    monkeypatch.setattr(applications, "get_model", refuse)
+    assert cli.main(["export", "--model", "resnetaa50d", "--weights", "sw_in12k", "--format",
+                     "tflite", "--output", str(tmp_path / "x.tflite")]) == 2
+    assert ("--classes 1000 needs --weights none or a weights file of that many classes: the "
+            "published weights ('sw_in12k') classify 11821.") in capsys.readouterr().err

@@ -94,19 +94,23 @@ def gate_overhead_table(param_counts, ungated_counts):
 
 
 def weights_table():
-    """The published weights: one row per network and tag."""
+    """The published weights: one row per network and tag. ImageNet-12k classifiers (11821
+    classes) have no ImageNet-1k top-1 or top-5."""
     lines = [
-        "| name | tag | top-1 | top-5 | size | crop | interpolation | license |",
-        "|---|---|---:|---:|---:|---:|---|---|",
+        "| name | tag | classes | top-1 | top-5 | size | crop | interpolation | license |",
+        "|---|---|---:|---:|---:|---:|---:|---|---|",
     ]
     for name in weights.names_with_weights():
         tags = weights.tags(name)
         for tag in tags:
             info = weights.tag_info(name, tag)
             default = " (imagenet)" if tag == tags[0] else ""
+            top1, top5, size = (
+                ("–", "–", info["input_size"]) if info["top1"] is None else
+                (f"{info['top1']:.2f}", f"{info['top5']:.2f}", info["eval_size"]))
             lines.append(
-                f"| `{name}` | `{tag}`{default} | {info['top1']:.2f} | {info['top5']:.2f} "
-                f"| {info['eval_size']} | {info['crop_pct']} | {info['interpolation']} "
+                f"| `{name}` | `{tag}`{default} | {info['num_classes']} | {top1} | {top5} "
+                f"| {size} | {info['crop_pct']} | {info['interpolation']} "
                 f"| {info['license'] or 'null'} |"
             )
     return "\n".join(lines) + "\n"

@@ -10,6 +10,7 @@ recorded while it built (its feature maps, its blocks, the timm module of each l
 import contextlib
 import dataclasses
 import math
+import sys
 import types
 from collections.abc import Mapping
 
@@ -19,6 +20,30 @@ from keras_attn.layers import checks
 from keras_attn.layers.precision import gate_dtype_policy
 
 POOLINGS = (None, "avg", "max")
+# Keras maps a functional graph recursively, one Python frame per layer along the longest
+# path (`keras.src.ops.function._build_map_helper`). The deepest rows of the table
+# (seresnet269d: 1,000 layers in a row; resnetrs420: 1,550) pass Python's default limit of
+# 1,000 frames; this leaves room for 20 times that.
+GRAPH_RECURSION_LIMIT = 20_000
+
+
+@contextlib.contextmanager
+def deep_graph():
+    """Inside, Keras can map functional graphs deeper than Python's default recursion limit
+    allows (`keras.Model(inputs, outputs)`, `clone_model`, loading a `.keras` file); the
+    limit is restored on the way out.
+
+    Example:
+
+    >>> with deep_graph():
+    ...     head = keras.Model(model.inputs, model.get_layer("stage4_block1_out").output)
+    """
+    previous = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(previous, GRAPH_RECURSION_LIMIT))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(previous)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,7 +177,8 @@ class Network(keras.Model):
     """
 
     def __init__(self, *args, structure=None, **kwargs):
-        super().__init__(*args, **kwargs)
+        with deep_graph():  # here too when a .keras file or clone_model makes one
+            super().__init__(*args, **kwargs)
         if isinstance(structure, Mapping):
             structure = Structure(**structure)
         self.structure = structure

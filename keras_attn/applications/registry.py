@@ -96,7 +96,7 @@ def get_model(model_name, /, weights=None, **kwargs):
     if source == "published":
         tag = published.resolve_tag(spec.name, weights)
         if include_top:
-            _check_imagenet_top(kwargs)
+            _check_published_top(spec.name, tag, kwargs)
             if kwargs.get("input_shape") is None and kwargs.get("input_tensor") is None:
                 size = published.tag_info(spec.name, tag)["input_size"]
                 kwargs["input_shape"] = (size, size, 3)
@@ -143,13 +143,18 @@ def published_tag(weights):
     return weights if _weights_source(weights) == "published" else None
 
 
-def _check_imagenet_top(kwargs):
-    classes = kwargs.get("classes", 1000)
-    if classes != 1000:
+def _check_published_top(name, tag, kwargs):
+    """The classifier of published weights has the checkpoint's classes: `classes` defaults
+    to them (11821 for the ImageNet-12k tags) and must not differ."""
+    expected = published.num_classes(name, tag)
+    classes = kwargs.setdefault("classes", expected)
+    if classes != expected:
         raise ValueError(
-            f"ImageNet weights classify 1000 classes; received classes={classes} with "
-            "include_top=True. Use include_top=False (and your own head) to fine-tune on "
-            "other classes, or weights=None."
+            f"The {name} weights {tag!r} classify {expected} classes "
+            f"({published.dataset_of(expected)}); received classes={classes} with "
+            f"include_top=True. Leave `classes` out (or pass classes={expected}) for their "
+            "classifier, use include_top=False (and your own head) to fine-tune on other "
+            "classes, or weights=None."
         )
 
 

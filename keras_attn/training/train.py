@@ -16,7 +16,8 @@ import time
 import keras
 from absl import app, flags
 
-from keras_attn.applications import get_model, registry, specs
+from keras_attn import weights as published
+from keras_attn.applications import application, get_model, registry, specs
 from keras_attn.applications.imagenet_utils import mean_and_std
 from keras_attn.layers import checks
 from keras_attn.layers.precision import gate_dtype_policy
@@ -331,7 +332,11 @@ def _build_model(config, weights, num_classes, size):
     """The network with a `num_classes`-way classifier returning logits, named
     `predictions` in every case so its weights load into `get_model(name, classes=...)`."""
     name = config["model"]
-    if weights is None or num_classes == 1000:
+    tag = registry.published_tag(weights)
+    # The classifier of the weights is kept when the data has its classes: 1000, or a tag's.
+    classes = 1000 if tag is None else published.num_classes(
+        name, published.resolve_tag(name, tag))
+    if weights is None or num_classes == classes:
         model = get_model(name, weights=weights, input_shape=(size, size, 3),
                           classes=num_classes, classifier_activation=None)
     else:
@@ -341,7 +346,8 @@ def _build_model(config, weights, num_classes, size):
             num_classes, name="predictions",
             dtype=gate_dtype_policy(keras.config.dtype_policy()),
         )(backbone.output)
-        model = keras.Model(backbone.inputs, logits, name=backbone.name)
+        with application.deep_graph():
+            model = keras.Model(backbone.inputs, logits, name=backbone.name)
     if config["freeze_backbone"]:
         for layer in model.layers:
             layer.trainable = layer.name == "predictions"

@@ -2,7 +2,9 @@
 
 `weights/manifest.json` (shipped in the package as `keras_attn/weights/manifest.json`)
 lists, per registry name, timm's published ImageNet checkpoints: hub id, URL, sha256 where
-known, license, top-1, and the preprocessing each was evaluated with. `weights="imagenet"`
+known, license, top-1, the preprocessing each was evaluated with, and how many classes its
+classifier has (`num_classes`: ImageNet-1k's 1000, or ImageNet-12k's 11821 for the `in12k`
+tags). `weights="imagenet"`
 names a network's default tag. `keras_attn.weights.fetch` downloads, verifies, converts and
 caches.
 
@@ -64,6 +66,27 @@ def resolve_tag(name, weights):
 def tag_info(name, tag):
     """The manifest's record of one checkpoint (URL, hash, accuracy, preprocessing)."""
     return manifest()["models"][name]["tags"][tag]
+
+
+def num_classes(name, tag):
+    """How many classes the checkpoint's classifier has: 1000 (ImageNet-1k), 11821
+    (ImageNet-12k), ..."""
+    return tag_info(name, tag)["num_classes"]
+
+
+# The label sets of timm's classifiers, by their number of classes.
+DATASETS = {1000: "ImageNet-1k", 11821: "ImageNet-12k"}
+
+
+def dataset_of(classes):
+    """The label set a classifier of `classes` classes was trained on, in words."""
+    return DATASETS.get(classes, f"{classes} classes of their own")
+
+
+def tags_with_classes(classes):
+    """`["name.tag", ...]` of every published checkpoint whose classifier has `classes`."""
+    return [f"{name}.{tag}" for name in names_with_weights() for tag in tags(name)
+            if num_classes(name, tag) == classes]
 
 
 def checkpoint_url(name, tag):

@@ -96,7 +96,7 @@ def test_bn_inception_names_the_sizes_its_strided_modules_take():
 
 def test_default_input_sizes_and_gate_argument():
     assert get_model("se_bn_inception").input_shape == (None, 224, 224, 3)
-    with pytest.raises(ValueError, match="gate='cbam'"):
-        get_model("se_bn_inception", gate="cbam")
+    with pytest.raises(ValueError, match="gate='nonlocal'"):
+        get_model("se_bn_inception", gate="nonlocal")
     with pytest.raises(ValueError, match=r"unknown argument\(s\) \['radix'\]"):
         get_model("se_inception_v3", radix=2)

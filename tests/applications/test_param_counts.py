@@ -2,12 +2,13 @@
 
 import json
 import os
+import re
 
 import keras
 import numpy as np
 import pytest
 
-from keras_attn.applications import get_model, list_models
+from keras_attn.applications import get_model, list_models, specs
 
 from tests.conftest import FIXTURES
 
@@ -42,6 +43,37 @@ def test_resnext29_has_the_papers_parameters(name, millions):
     # ResNeXt paper, Table 7 (CIFAR-10): ResNeXt-29 8x64d 34.4M, 16x64d 68.1M. The paper counts
     # the weights of the convolutions and the classifier, not BatchNorm's.
     assert round(_conv_and_classifier_weights(get_model(name, classes=10)) / 1e6, 1) == millions
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, millions", [("cbamresnet18", 11.78), ("cbamresnet50", 28.09)])
+def test_cbam_resnets_have_the_papers_parameters(name, millions, full_size_param_counts):
+    # CBAM paper, Table 4 (ImageNet-1K): ResNet-18 + CBAM 11.78M, ResNet-50 + CBAM 28.09M. The
+    # paper counts trainable parameters, and its channel MLP has biases (the authors' code uses
+    # nn.Linear); timm's CbamModule, and so the row, has none: the paper's network is the row
+    # with gate_args={"mlp_bias": True}. A full-size network is not built again: the blocks
+    # after a stage's first are alike, so the counts are those of a network with at most two
+    # blocks per stage plus (depth - 2) times its second block's, per stage.
+    depths = specs.get_spec(name).depths
+    model = get_model(name, depths=[min(d, 2) for d in depths], input_shape=(32, 32, 3),
+                      gate_args={"mlp_bias": True})
+
+    def extrapolated(counted):
+        total = sum(int(np.prod(w.shape)) for w in model.weights if counted(w))
+        for stage, depth in enumerate(depths, start=1):
+            block = [w for w in model.weights if w.path.startswith(f"stage{stage}_block2_")]
+            total += (depth - 2) * sum(int(np.prod(w.shape)) for w in block if counted(w))
+        return total
+
+    def mlp_bias(weight):
+        return re.search(r"_cbam/channel_fc[12]/bias$", weight.path) is not None
+
+    # The extrapolation gives the full-size row's count_params() once the biases are left out.
+    assert extrapolated(lambda w: not mlp_bias(w)) == full_size_param_counts[name]
+    assert round(extrapolated(lambda w: w.trainable) / 1e6, 2) == millions
+    # timm's network, without the biases, is 0.02M short of the paper's ResNet-50 figure.
+    assert round(TIMM[name]["timm_params"] / 1e6, 2) == {"cbamresnet18": 11.78,
+                                                         "cbamresnet50": 28.07}[name]
 
 
 def test_seresnet20_cifar_is_the_papers_resnet20_plus_se():

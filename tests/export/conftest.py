@@ -15,6 +15,15 @@ FAMILIES = {
     "ResNeXt": ("resnext29_8x64d", {"widths": (32, 64, 128), "depths": (1, 1, 1)}),
     # The Inception builders have no width knob: BN-Inception (12M parameters) at 96x96.
     "SE-Inception": ("se_bn_inception", {"input_shape": (96, 96, 3)}),
+    # The stem pool as a strided convolution and SE gates a quarter wide.
+    "ResNet-RS": ("resnetrs50", {**_SMALL, "stem_width": 8}),
+    # Anti-aliasing: strides as average pools.
+    "SE-ResNeXt-AA": ("seresnextaa101d_32x8d", {**_SMALL, "cardinality": 4, "stem_width": 8}),
+    # The gates after SE: a 1-D convolution across channels; channel then spatial attention;
+    # a softmax over positions and a LayerNorm.
+    "ECA-ResNet": ("ecaresnet26t", {**_SMALL, "stem_width": 8}),
+    "CBAM-ResNet": ("cbamresnet18", _SMALL),
+    "GC-ResNet": ("gcresnet50", _SMALL),
 }
 
 # The exports to other runtimes (ONNX, OpenVINO) are also checked on the plain network the

@@ -1,4 +1,4 @@
-"""Behaviour shared by the three attention layers, and what each computes."""
+"""Behaviour shared by the attention layers, and what each computes."""
 
 import json
 import re
@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 
 from keras_attn import testing
-from keras_attn.layers import SelectiveKernel, SplitAttention, SqueezeExcite, common, pytorch
+from keras_attn.layers import (
+    CBAM,
+    EfficientChannelAttention,
+    GlobalContext,
+    SelectiveKernel,
+    SplitAttention,
+    SqueezeExcite,
+    common,
+    pytorch,
+)
 
 pytestmark = pytest.mark.backends  # also run under JAX and PyTorch (tests/backends)
 
@@ -30,6 +39,15 @@ CASES = {
     "splat_r2": (SplitAttention, {"filters": 16, "radix": 2, "strides": 2}, 16),
     "splat_r4_k2": (SplitAttention, {"filters": 16, "radix": 4, "cardinality": 2}, 24),
     "splat_r1_k4": (SplitAttention, {"filters": 16, "radix": 1, "cardinality": 4}, 16),
+    "eca": (EfficientChannelAttention, {}, 32),
+    "eca_kernel5_hard_sigmoid": (
+        EfficientChannelAttention, {"kernel_size": 5, "gate_activation": "hard_sigmoid"}, 12),
+    # 128 channels: a bottleneck of 8 (timm's width, 1/16), where a fit step finds a live ReLU.
+    "cbam": (CBAM, {}, 128),
+    "cbam_3x3_mlp_bias": (
+        CBAM, {"rd_channels": 8, "rd_divisor": 8, "spatial_kernel_size": 3, "mlp_bias": True}, 16),
+    "gc": (GlobalContext, {}, 32),
+    "gc_mean_context": (GlobalContext, {"use_attn": False, "rd_ratio": 0.25}, 16),
 }
 
 
@@ -74,7 +92,8 @@ def test_keras_file_round_trip_and_fit(case, tmp_path):
 
 
 @pytest.mark.parametrize("policy, atol", [("mixed_float16", 5e-3), ("mixed_bfloat16", 3e-2)])
-@pytest.mark.parametrize("case", ["se", "sk_split_strided", "splat_r2", "splat_r1_k4"])
+@pytest.mark.parametrize("case", ["se", "sk_split_strided", "splat_r2", "splat_r1_k4", "eca",
+                                  "cbam", "gc", "gc_mean_context"])
 def test_mixed_precision_computes_gates_in_float32(case, policy, atol):
     reference, channels = _layer(case)
     mixed, _ = _layer(case, dtype=policy)
@@ -88,13 +107,15 @@ def test_mixed_precision_computes_gates_in_float32(case, policy, atol):
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(keras.ops.cast(outputs, "float32")), expected, atol=atol
     )
-    weights = mixed.attention_weights(x)
-    assert keras.backend.standardize_dtype(weights.dtype) == "float32"
-    np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(weights),
-        keras.ops.convert_to_numpy(reference.attention_weights(x)),
-        atol=atol,
-    )
+    # CBAM's are a dict of two (its channel gate and its spatial map).
+    weights = keras.tree.flatten(mixed.attention_weights(x))
+    expected_weights = keras.tree.flatten(reference.attention_weights(x))
+    assert len(weights) == len(expected_weights)
+    for ours, theirs in zip(weights, expected_weights):
+        assert keras.backend.standardize_dtype(ours.dtype) == "float32"
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(ours), keras.ops.convert_to_numpy(theirs), atol=atol
+        )
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -135,7 +156,8 @@ def test_a_layer_made_frozen_keeps_its_statistics_also_after_load_model(case, tm
                                inference, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("case", ["se", "sk_split_strided", "splat_r2", "splat_r4_k2"])
+@pytest.mark.parametrize("case", ["se", "sk_split_strided", "splat_r2", "splat_r4_k2", "eca",
+                                  "cbam", "gc"])
 def test_a_wrong_channel_count_is_named_in_inference_too(case):
     # Selective Kernel's and Split-Attention's folded inference path calls the convolution op
     # itself, past the convolution layer's own check.
@@ -153,13 +175,15 @@ def test_attention_weights_of_a_symbolic_input_make_a_model(case):
     inputs = keras.Input((None, None, channels))
     model = keras.Model(inputs, layer.attention_weights(inputs))
     x = testing.random_images((2, 9, 9, channels))
-    np.testing.assert_allclose(model.predict(x, verbose=0),
-                               keras.ops.convert_to_numpy(layer.attention_weights(x)),
-                               rtol=0, atol=1e-5)
+    predicted = keras.tree.flatten(model.predict(x, verbose=0))
+    expected = keras.tree.flatten(layer.attention_weights(x))
+    assert len(predicted) == len(expected)
+    for ours, theirs in zip(predicted, expected):
+        np.testing.assert_allclose(ours, keras.ops.convert_to_numpy(theirs), rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("policy", ["float16", "bfloat16"])
-@pytest.mark.parametrize("case", ["se", "sk_split_strided", "splat_r2"])
+@pytest.mark.parametrize("case", ["se", "sk_split_strided", "splat_r2", "eca", "cbam", "gc"])
 def test_a_plain_half_precision_policy_holds_for_the_gates_too(case, policy):
     # Only mixed policies move the gates to float32; "float16" means float16 throughout.
     layer, channels = _layer(case, dtype=policy)
@@ -174,11 +198,18 @@ def test_numpy_numbers_are_taken_and_stored_as_python_numbers():
         SelectiveKernel(np.int64(16), kernel_size=(np.int64(3), np.int64(5)),
                         cardinality=np.int64(4), rd_divisor=np.int16(8)),
         SqueezeExcite(rd_ratio=np.float64(0.25), rd_channels=np.int64(4)),
+        EfficientChannelAttention(kernel_size=np.int64(5), gamma=np.float32(1.5),
+                                  beta=np.int32(2)),
+        CBAM(rd_ratio=np.float64(0.25), rd_divisor=np.int64(4), spatial_kernel_size=np.int8(3)),
+        GlobalContext(rd_ratio=np.float32(0.5), rd_channels=np.int64(6), use_attn=np.bool_(False)),
     ]
     python_made = [
         SplitAttention(16, radix=2, rd_ratio=0.5),
         SelectiveKernel(16, kernel_size=(3, 5), cardinality=4, rd_divisor=8),
         SqueezeExcite(rd_ratio=0.25, rd_channels=4),
+        EfficientChannelAttention(kernel_size=5, gamma=1.5, beta=2),
+        CBAM(rd_ratio=0.25, rd_divisor=4, spatial_kernel_size=3),
+        GlobalContext(rd_ratio=0.5, rd_channels=6, use_attn=False),
     ]
     for ours, reference in zip(numpy_made, python_made):
         config = ours.get_config()

@@ -240,3 +240,23 @@ def test_the_program_prints_a_bad_flag_in_one_line(tmp_path):
         "error: `--epochs` must be an integer >= 1; received --epochs=-1.")
     assert "Traceback" not in result.stderr
     assert not model_dir.exists()
+
+
+@pytest.mark.parametrize("num_classes, keeps_classifier", [(11821, True), (1000, False)])
+def test_a_tags_classifier_is_kept_when_the_data_has_its_classes(monkeypatch, num_classes,
+                                                                 keeps_classifier):
+    # resnetaa50d's sw_in12k classifies ImageNet-12k's 11821 classes: data of 11821 classes
+    # keeps it; data of 1000 gets a new head on the backbone, as any other class count.
+    calls = []
+
+    def narrow(name, weights=None, **kwargs):
+        calls.append(dict(kwargs, weights=weights))
+        return get_model(name, widths=(8, 16, 32, 64), depths=(1, 1, 1, 1), stem_width=8,
+                         **kwargs)
+
+    monkeypatch.setattr(train, "get_model", narrow)
+    model = train._build_model({"model": "resnetaa50d", "freeze_backbone": False}, "sw_in12k",
+                               num_classes, 64)
+    assert model.output_shape == (None, num_classes)
+    assert (calls[0].get("include_top", True), calls[0]["weights"]) == (keeps_classifier,
+                                                                        "sw_in12k")
