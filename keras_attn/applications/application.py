@@ -33,10 +33,11 @@ def deep_graph():
     allows (`keras.Model(inputs, outputs)`, `clone_model`, loading a `.keras` file); the
     limit is restored on the way out.
 
-    Example:
-
-    >>> with deep_graph():
-    ...     head = keras.Model(model.inputs, model.get_layer("stage4_block1_out").output)
+    Examples:
+        >>> import sys
+        >>> with deep_graph():
+        ...     sys.getrecursionlimit() >= GRAPH_RECURSION_LIMIT
+        True
     """
     previous = sys.getrecursionlimit()
     sys.setrecursionlimit(max(previous, GRAPH_RECURSION_LIMIT))

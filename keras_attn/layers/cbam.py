@@ -55,16 +55,15 @@ class CBAM(keras.layers.Layer):
 
     Input shape: `(batch, height, width, channels)`; output shape: the same.
 
-    Example:
-
-    >>> features = keras.Input((None, None, 256))
-    >>> layer = CBAM()
-    >>> attended = layer(features)
-    >>> layer.channel_fc1.filters, layer.spatial_conv.kernel_size   # 256 / 16, 7x7
-    (16, (7, 7))
-    >>> weights = layer.attention_weights(keras.random.uniform((2, 14, 14, 256)))
-    >>> tuple(weights["channel"].shape), tuple(weights["spatial"].shape)
-    ((2, 1, 1, 256), (2, 14, 14, 1))
+    Examples:
+        >>> features = keras.Input((None, None, 256))
+        >>> layer = CBAM()
+        >>> attended = layer(features)
+        >>> layer.channel_fc1.filters, layer.spatial_conv.kernel_size   # 256 / 16, 7x7
+        (16, (7, 7))
+        >>> weights = layer.attention_weights(keras.random.uniform((2, 14, 14, 256)))
+        >>> tuple(weights["channel"].shape), tuple(weights["spatial"].shape)
+        ((2, 1, 1, 256), (2, 14, 14, 1))
     """
 
     def __init__(

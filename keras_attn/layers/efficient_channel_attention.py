@@ -15,10 +15,9 @@ def eca_kernel_size(channels, gamma=2, beta=1):
     computes it: `t = int(|log2(channels) + beta| / gamma)`, made odd by adding one when it
     is even, and at least 3.
 
-    Example:
-
-    >>> [eca_kernel_size(c) for c in (64, 128, 256, 512, 1024, 2048)]
-    [3, 5, 5, 5, 5, 7]
+    Examples:
+        >>> [eca_kernel_size(c) for c in (64, 128, 256, 512, 1024, 2048)]
+        [3, 5, 5, 5, 5, 7]
     """
     t = int(abs(math.log(channels, 2) + beta) / gamma)
     return max(t if t % 2 else t + 1, 3)
@@ -50,13 +49,12 @@ class EfficientChannelAttention(keras.layers.Layer):
 
     Input shape: `(batch, height, width, channels)`; output shape: the same.
 
-    Example:
-
-    >>> features = keras.Input((None, None, 256))
-    >>> layer = EfficientChannelAttention()
-    >>> gated = layer(features)
-    >>> layer.conv.kernel_size   # log2(256) = 8: int((8 + 1) / 2) = 4, made odd
-    (5,)
+    Examples:
+        >>> features = keras.Input((None, None, 256))
+        >>> layer = EfficientChannelAttention()
+        >>> gated = layer(features)
+        >>> layer.conv.kernel_size   # log2(256) = 8: int((8 + 1) / 2) = 4, made odd
+        (5,)
     """
 
     def __init__(self, kernel_size=None, gamma=2, beta=1, gate_activation="sigmoid", **kwargs):

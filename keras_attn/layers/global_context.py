@@ -51,16 +51,15 @@ class GlobalContext(keras.layers.Layer):
 
     Input shape: `(batch, height, width, channels)`; output shape: the same.
 
-    Example:
-
-    >>> features = keras.Input((None, None, 256))
-    >>> layer = GlobalContext()
-    >>> fused = layer(features)
-    >>> layer.mlp_scale_fc1.filters   # 256 / 8
-    32
-    >>> weights = layer.attention_weights(keras.random.uniform((2, 14, 14, 256)))
-    >>> tuple(weights.shape)   # one weight per position, summing to 1 over the map
-    (2, 14, 14, 1)
+    Examples:
+        >>> features = keras.Input((None, None, 256))
+        >>> layer = GlobalContext()
+        >>> fused = layer(features)
+        >>> layer.mlp_scale_fc1.filters   # 256 / 8
+        32
+        >>> weights = layer.attention_weights(keras.random.uniform((2, 14, 14, 256)))
+        >>> tuple(weights.shape)   # one weight per position, summing to 1 over the map
+        (2, 14, 14, 1)
     """
 
     def __init__(
