@@ -6,7 +6,7 @@ from keras import ops
 from keras_attn.layers import checks, common
 from keras_attn.layers.pointwise_conv import PointwiseConv2D
 from keras_attn.layers.precision import gate_dtype_policy
-from keras_attn.layers.pytorch import make_divisible
+from keras_attn.layers.pytorch import reduced_channels
 
 # timm's LayerNorm2d, the normalization of the transform.
 _LAYER_NORM_EPSILON = 1e-6
@@ -102,9 +102,7 @@ class GlobalContext(keras.layers.Layer):
 
     def reduced_channels(self, channels):
         """Width of the transform's bottleneck for an input with `channels` channels."""
-        if self.rd_channels is not None:
-            return self.rd_channels
-        return make_divisible(channels * self.rd_ratio, self.rd_divisor, round_limit=0.0)
+        return reduced_channels(channels, self.rd_ratio, self.rd_channels, self.rd_divisor)
 
     def _transform(self, fusion, channels, reduced):
         """The bottleneck of one fusion: `(fc1, norm, fc2)`, built."""

@@ -36,6 +36,19 @@ def make_divisible(value, divisor=8, min_value=None, round_limit=0.9):
     return rounded
 
 
+def reduced_channels(channels, rd_ratio, rd_channels=None, rd_divisor=1):
+    """The bottleneck width of an attention module, as timm's SE, CBAM and GC modules compute
+    it: `rd_channels` where given, else `channels * rd_ratio` rounded to a multiple of
+    `rd_divisor` (without timm's 0.9 round limit).
+
+    Examples:
+        >>> reduced_channels(256, 1 / 16), reduced_channels(100, 1 / 8, rd_divisor=8)
+        (16, 16)
+    """
+    if rd_channels is not None:
+        return rd_channels
+    return make_divisible(channels * rd_ratio, rd_divisor, round_limit=0.0)
+
 def torch_padding(kernel_size, strides=1, dilation_rate=1):
     """The symmetric padding PyTorch (timm's `get_padding`) uses for a convolution.
 
