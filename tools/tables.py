@@ -61,9 +61,9 @@ def families_table(param_counts):
         names = sorted(names, key=lambda name: (param_counts[name], name))
         low, high = (_millions(param_counts[name]) for name in (names[0], names[-1]))
         # ImageNet-12k classifiers have no ImageNet-1k top-1.
-        published = [(weights.tag_info(name, tag)["top1"], f"{name}.{tag}")
-                     for name in names for tag in weights.tags(name)
-                     if weights.tag_info(name, tag)["top1"] is not None]
+        top1 = {f"{name}.{tag}": weights.tag_info(name, tag)["top1"]
+                for name in names for tag in weights.tags(name)}
+        published = [(value, key) for key, value in top1.items() if value is not None]
         best = "{:.2f} (`{}`)".format(*max(published)) if published else "none published"
         papers = dict.fromkeys(specs.PAPERS[specs.SPECS[name].paper]
                                for name in specs.SPECS if name in names)
