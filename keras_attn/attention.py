@@ -130,10 +130,18 @@ class AttentionKind:
         read: `read(weights)`: turns the layer's `attention_weights(inputs)` into that: one
             tensor, or a dict of them (`{"channel": ..., "spatial": ...}`), which
             `attention_model` returns as `"<layer name>/channel"`, `"<layer name>/spatial"`.
+        spatial_map: which of `read`'s outputs is a map over positions, `(batch, height,
+            width)`, rather than weights per channel (and branch): `True` when `read`'s one
+            tensor is such a map (GC's attention over positions), the part's name when `read`
+            returns a dict and that part is one (CBAM: `"spatial"`), `False` when there is
+            none (SE's gate, SK's `(batch, branches, channels)` weights). Declared, never
+            inferred from ranks: `keras_attn.inspect.spatial_attention` reads these maps,
+            `excitation_profile` leaves them out.
 
     Raises:
         ValueError: a `slot` other than `SLOTS`, a `name` that is not a lowercase identifier
-            (or is "plain"), or a `layer` that is not a class with `attention_weights`.
+            (or is "plain"), a `layer` that is not a class with `attention_weights`, or a
+            `spatial_map` that is neither a bool nor a part's name (a non-empty string).
 
     Examples:
         >>> kind = get("sk")
@@ -153,6 +161,7 @@ class AttentionKind:
     timm_names: Mapping[str, str] = dataclasses.field(default_factory=dict)
     reads: str = "(batch, channels)"
     read: Callable = drop_spatial_axes
+    spatial_map: bool | str = False
 
     def __post_init__(self):
         if self.slot not in SLOTS:
@@ -172,6 +181,13 @@ class AttentionKind:
             raise ValueError(
                 f"`layer` {self.layer.__name__} has no {missing[0]}(inputs) method, which "
                 "keras_attn.inspect reads."
+            )
+        if not (isinstance(self.spatial_map, bool)
+                or (isinstance(self.spatial_map, str) and self.spatial_map)):
+            raise ValueError(
+                "`spatial_map` must be True (read's one output is a map over positions), False "
+                "(it is none) or the name of the part of read's dict that is one; received "
+                f"spatial_map={self.spatial_map!r}."
             )
         object.__setattr__(self, "arguments", tuple(self.arguments))
         object.__setattr__(self, "timm_names", types.MappingProxyType(dict(self.timm_names)))
@@ -390,6 +406,7 @@ CONVOLUTIONAL_BLOCK_ATTENTION = register(AttentionKind(
           "height, width), the spatial map in (0, 1)}, as '<layer>/channel' and "
           "'<layer>/spatial'",
     read=read_channel_and_spatial,
+    spatial_map="spatial",
 ))
 
 GLOBAL_CONTEXT = register(AttentionKind(
@@ -409,4 +426,5 @@ GLOBAL_CONTEXT = register(AttentionKind(
     reads="(batch, height, width): the attention over positions that pools the context, "
           "summing to 1 over the map",
     read=drop_channel_axis,
+    spatial_map=True,
 ))

@@ -61,6 +61,10 @@ def test_the_package_declares_its_kinds_once():
         "timm.layers.SEModule", "timm.layers.EcaModule", "timm.layers.cbam.CbamModule",
         "timm.layers.GlobalContext"]
     assert specs.PAPERS["senet"] is attention.get("se").paper
+    # Which kinds make maps over positions is declared, not inferred from ranks (SK's
+    # (batch, branches, channels) is rank 3 as a map is).
+    assert {k.name: k.spatial_map for k in attention.kinds()} == {
+        "se": False, "sk": False, "splat": False, "eca": False, "cbam": "spatial", "gc": True}
 
 
 def test_an_applications_own_gate_builds_trains_saves_and_is_inspected(channel_scale, tmp_path):
@@ -111,6 +115,9 @@ def test_registering_is_checked(channel_scale):
         ({"name": "Se-2"}, r"lowercase identifier.*name='Se-2'"),
         ({"name": "plain"}, "'plain' is the conv slot's plain convolution"),
         ({"layer": keras.layers.ReLU}, r"ReLU has no attention_weights\(inputs\) method"),
+        ({"spatial_map": ""}, r"`spatial_map` must be True .*received spatial_map=''"),
+        ({"spatial_map": 1}, r"`spatial_map` must be True .*received spatial_map=1\."),
+        ({"spatial_map": ("spatial",)}, r"received spatial_map=\('spatial',\)"),
     ]:
         fields = dict(name="x", slot="gate", layer=ChannelScale, arguments=(), paper=paper,
                       description="-")

@@ -298,13 +298,3 @@ def test_inspect_reads_what_each_gate_applies(kind):
             np.testing.assert_allclose(weights[key],
                                        keras.ops.convert_to_numpy(value).reshape(shape),
                                        rtol=0, atol=1e-6, err_msg=key)
-
-
-def test_excitation_profile_keeps_cbam_parts_in_depth_order():
-    model = get_model("seresnet18", gate="cbam", **SMALL)
-    images = testing.random_images((4, 32, 32, 3))
-    profile = inspect.excitation_profile(model, images, np.array([0, 1, 0, 1]))
-    assert list(profile.means) == [f"stage{s}_block1_cbam/{part}" for s in (1, 2, 3, 4)
-                                   for part in ("channel", "spatial")]
-    assert profile.means["stage1_block1_cbam/channel"].shape == (2, 16)
-    assert profile.means["stage1_block1_cbam/spatial"].shape == (2, 8, 8)
