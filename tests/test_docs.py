@@ -125,9 +125,11 @@ def test_attention_maps_example_runs_and_draws(scratch):
     namespace = {}
     exec(example, namespace)  # noqa: S102
     assert set(namespace["weights"]) == set(namespace["selection"].means)  # every SK layer
-    assert [(scratch / name).read_bytes()[:4] for name in ("excitation.png",
-                                                            "kernel_selection.png")] \
-        == [b"\x89PNG"] * 2
+    assert {name: maps.shape for name, maps in namespace["maps"].maps.items()} == {
+        f"stage{stage}_block1_cbam/spatial": (20, size, size)
+        for stage, size in zip((1, 2, 3, 4), (16, 8, 4, 2))}
+    assert [(scratch / name).read_bytes()[:4] for name in (
+        "excitation.png", "kernel_selection.png", "cbam_spatial.png")] == [b"\x89PNG"] * 3
 
 
 def test_performance_example_runs(capsys):
