@@ -1,5 +1,6 @@
 """keras_attn.inspect: the attention weights read out of a network, their profiles and plots."""
 
+import dataclasses
 import os
 
 import keras
@@ -364,6 +365,13 @@ def test_an_applications_own_map_kind_is_read_as_its_registry_entry_says(positio
         "stage3_block1_posgate": (2, 4, 4), "stage4_block1_posgate": (2, 2, 2)}
     with pytest.raises(ValueError, match="has no channel attention to profile"):
         inspect.excitation_profile(model, images, np.zeros(2, int))
+    # A part that the kind's read does not return is a registration error, named as such.
+    attention.register(dataclasses.replace(position_gate, spatial_map="map"), replace=True)
+    with pytest.raises(ValueError, match=r"declares maps \['stage1_block1_posgate/map', .*\] "
+                                         r"\(AttentionKind.spatial_map\) that the kinds' "
+                                         r"`read` does not return; it returns "
+                                         r"\['stage1_block1_posgate', "):
+        inspect.spatial_attention(model, images)
     inputs = keras.Input((8, 8, 4))
     plain = keras.Model(inputs, SqueezeExcite(rd_channels=2)(inputs), name="se_only")
     with pytest.raises(ValueError, match=r"\(of the registered kinds, CBAM, GlobalContext, "
