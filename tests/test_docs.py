@@ -12,8 +12,9 @@ import tensorflow as tf
 
 import keras_attn
 from keras_attn import attention
-from keras_attn.applications import get_model, registry
+from keras_attn.applications import get_model
 from keras_attn.convert import timm as timm_convert
+from tests import param_counts
 from tools import sections, tables
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -203,7 +204,7 @@ def test_models_table_is_generated_from_the_registry(full_size_param_counts):
 
 @pytest.mark.slow
 def test_gate_overhead_table_is_generated(full_size_param_counts):
-    ungated = {name: registry.count_parameters(name, gate=None)
+    ungated = {name: param_counts.count_parameters(name, gate=None)
                for name in tables.GATE_OVERHEAD_NAMES}
     assert ungated["seresnet50"] == full_size_param_counts["resnet50"]
     assert ungated["seresnext50_32x4d"] == full_size_param_counts["resnext50_32x4d"]

@@ -1,5 +1,6 @@
 """Every network at full size has exactly timm's parameters (or, without timm, the paper's)."""
 
+import functools
 import json
 import os
 import re
@@ -8,8 +9,9 @@ import keras
 import numpy as np
 import pytest
 
-from keras_attn.applications import get_model, list_models, specs
+from keras_attn.applications import get_model, list_models
 
+from tests import param_counts
 from tests.conftest import FIXTURES
 
 with open(os.path.join(FIXTURES, "timm_models.json")) as file:
@@ -51,26 +53,15 @@ def test_cbam_resnets_have_the_papers_parameters(name, millions, full_size_param
     # CBAM paper, Table 4 (ImageNet-1K): ResNet-18 + CBAM 11.78M, ResNet-50 + CBAM 28.09M. The
     # paper counts trainable parameters, and its channel MLP has biases (the authors' code uses
     # nn.Linear); timm's CbamModule, and so the row, has none: the paper's network is the row
-    # with gate_args={"mlp_bias": True}. A full-size network is not built again: the blocks
-    # after a stage's first are alike, so the counts are those of a network with at most two
-    # blocks per stage plus (depth - 2) times its second block's, per stage.
-    depths = specs.get_spec(name).depths
-    model = get_model(name, depths=[min(d, 2) for d in depths], input_shape=(32, 32, 3),
-                      gate_args={"mlp_bias": True})
-
-    def extrapolated(counted):
-        total = sum(int(np.prod(w.shape)) for w in model.weights if counted(w))
-        for stage, depth in enumerate(depths, start=1):
-            block = [w for w in model.weights if w.path.startswith(f"stage{stage}_block2_")]
-            total += (depth - 2) * sum(int(np.prod(w.shape)) for w in block if counted(w))
-        return total
-
+    # with gate_args={"mlp_bias": True}.
     def mlp_bias(weight):
         return re.search(r"_cbam/channel_fc[12]/bias$", weight.path) is not None
 
-    # The extrapolation gives the full-size row's count_params() once the biases are left out.
-    assert extrapolated(lambda w: not mlp_bias(w)) == full_size_param_counts[name]
-    assert round(extrapolated(lambda w: w.trainable) / 1e6, 2) == millions
+    with_bias = functools.partial(param_counts.count_parameters, name,
+                                  gate_args={"mlp_bias": True})
+    # Without the biases it is the row; the paper counts the trainable parameters.
+    assert with_bias(counted=lambda w: not mlp_bias(w)) == full_size_param_counts[name]
+    assert round(with_bias(counted=lambda w: w.trainable) / 1e6, 2) == millions
     # timm's network, without the biases, is 0.02M short of the paper's ResNet-50 figure.
     assert round(TIMM[name]["timm_params"] / 1e6, 2) == {"cbamresnet18": 11.78,
                                                          "cbamresnet50": 28.07}[name]
