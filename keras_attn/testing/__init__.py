@@ -65,18 +65,22 @@ def assert_config_round_trip(layer, inputs):
     )
 
 
-def assert_fit_changes_every_weight(model, inputs, labels, from_logits=False, optimizer=None):
+def assert_fit_changes_every_weight(model, inputs, labels, from_logits=False, optimizer=None,
+                                    run_eagerly=False):
     """One `model.fit` step must change every trainable weight of `model`.
 
     `labels` are integer class ids for a classifier, or arrays shaped like the model's
     output (trained with mean squared error) for any other model. The optimizer defaults to
-    SGD with learning rate 0.1.
+    SGD with learning rate 0.1. `run_eagerly=True` steps without compiling the train step
+    (`keras.Model.compile`'s argument): for a one-step check of a large network, compiling
+    costs several times the step.
     """
     if np.asarray(labels).ndim == 1:
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
     else:
         loss = keras.losses.MeanSquaredError()
-    model.compile(optimizer=optimizer or keras.optimizers.SGD(0.1), loss=loss)
+    model.compile(optimizer=optimizer or keras.optimizers.SGD(0.1), loss=loss,
+                  run_eagerly=run_eagerly)
     before = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
     history = model.fit(inputs, labels, batch_size=len(inputs), epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
