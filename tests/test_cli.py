@@ -204,9 +204,24 @@ def test_export_writes_verified_saved_model_and_int8_tflite(tmp_path, capsys):
 
 
 @pytest.mark.slow  # four exports, about 45 s
-def test_export_writes_verified_onnx_int8_onnx_and_openvino(tmp_path, capsys):
+def test_export_writes_verified_onnx_int8_onnx_and_openvino(tmp_path, tmp_path_factory, capsys,
+                                                           monkeypatch):
     import onnx
     import tensorflow as tf
+
+    from keras_attn.export import onnx_export
+
+    # The three ONNX exports below convert the same network (the same weights file) to the
+    # same float32 graph: converted once, copied for the others.
+    convert, first = onnx_export.convert, tmp_path_factory.mktemp("converted") / "model.onnx"
+
+    def convert_once(model, config, path):
+        if not first.exists():
+            convert(model, config, path)
+            shutil.copyfile(path, first)
+        shutil.copyfile(first, path)
+
+    monkeypatch.setattr(onnx_export, "convert", convert_once)
 
     model = get_model("seresnet20_cifar", classes=10)
     weights = str(tmp_path / "digits.weights.h5")
