@@ -22,12 +22,19 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # LLVM passes at level 0 took the JAX rerun of the `backends` tests from 357 s to 254 s on the
 # 2-core CI machine, every test passing at the same tolerances.
 _FAST_COMPILE = "--xla_backend_optimization_level=0"
+# PyTorch's OpenMP threads spin while they wait for each other; beside another busy process
+# (the other pytest-xdist worker) they wait on threads that are not running. These tensors are
+# too small to gain from threads: one thread took the PyTorch rerun of the `backends` tests from
+# 62 s to 12 s (process CPU time 44 s to 9 s) on the 2-core machine with other work running.
+_ONE_TORCH_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
 def run(args, backend, timeout, **env):
     environment = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2", **env)
     if backend == "jax":
         environment["XLA_FLAGS"] = f"{environment.get('XLA_FLAGS', '')} {_FAST_COMPILE}".strip()
+    if backend == "torch":
+        environment.update(_ONE_TORCH_THREAD)
     result = subprocess.run([sys.executable, *args], cwd=ROOT, env=environment,
                             capture_output=True, text=True, timeout=timeout)
     output = result.stdout + result.stderr
