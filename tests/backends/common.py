@@ -42,8 +42,11 @@ def run(args, backend, timeout, **env):
     return output
 
 
-def run_worker(command, folder, backend, **env):
-    return run(["-m", "tests.backends.worker", command, str(folder)], backend, 900, **env)
+def run_worker(command, folder, backend, *more, **env):
+    """Runs `tests.backends.worker` under `backend`; `more` holds further command, folder
+    pairs for the same process."""
+    arguments = [str(argument) for argument in (command, folder, *more)]
+    return run(["-m", "tests.backends.worker", *arguments], backend, 900, **env)
 
 
 def assert_backend_independent_tests_pass(backend):
@@ -66,8 +69,8 @@ def assert_keras_files_move(backend, tmp_path):
     ours.mkdir()
     theirs.mkdir()
     worker.save(str(ours))
-    run_worker("load", ours, backend)  # saved here, loaded there
-    run_worker("save", theirs, backend)  # saved there, loaded here
+    # Saved here, loaded there; then saved there (one process), loaded here.
+    run_worker("load", ours, backend, "save", theirs)
     worker.load(str(theirs))
     for family in worker.FAMILIES:
         for folder, reader in ((ours, backend), (theirs, here)):
