@@ -86,8 +86,13 @@ def _timm_twin(case):
     return layer, x
 
 
-@pytest.mark.backends
-@pytest.mark.parametrize("case", TIMM_CASES)
+# Under JAX and PyTorch (tests/backends) every case but two of ECA's: its three compute the same
+# ops with kernels of other sizes (the sizes are Python arithmetic, compared with timm's below).
+@pytest.mark.parametrize(
+    "case",
+    [case if case in ("eca_40_gamma1_beta0", "eca_kernel7")
+     else pytest.param(case, marks=pytest.mark.backends) for case in TIMM_CASES],
+)
 def test_each_layer_computes_what_timms_module_computes(case):
     layer, x = _timm_twin(case)
     outputs = keras.ops.convert_to_numpy(layer(x, training=False))

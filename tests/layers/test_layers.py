@@ -19,8 +19,6 @@ from keras_attn.layers import (
     pytorch,
 )
 
-pytestmark = pytest.mark.backends  # also run under JAX and PyTorch (tests/backends)
-
 CASES = {
     "se": (SqueezeExcite, {}, 32),
     "se_rd_channels": (SqueezeExcite, {"rd_channels": 5, "gate_activation": "hard_sigmoid"}, 32),
@@ -51,12 +49,28 @@ CASES = {
 }
 
 
+# Every case runs under TensorFlow. Under JAX and PyTorch (tests/backends), where a test's first
+# call of each op and shape compiles it, the cheap checks (channels-last inputs, the frozen
+# layer's .keras file, a wrong channel count) still run every case, so every case computes on
+# every backend, and the costly ones (fit, .keras files, configs, unknown sizes, policies)
+# run one case of each layer class (a set per check below).
+
+
+def _on_every_backend(cases, rerun):
+    """`cases` as parameters; those in `rerun` also run under JAX and PyTorch."""
+    assert set(rerun) <= set(cases), set(rerun) - set(cases)
+    return [pytest.param(case, marks=pytest.mark.backends) if case in rerun else case
+            for case in cases]
+
+
 def _layer(case, **kwargs):
     cls, init_kwargs, channels = CASES[case]
     return cls(**init_kwargs, **kwargs), channels
 
 
-@pytest.mark.parametrize("case", CASES)
+# A strided SK (three paths) and a strided Split-Attention: their output shape is computed.
+@pytest.mark.parametrize("case", _on_every_backend(
+    CASES, ("se", "sk_three_5x5_7x7", "splat_r2", "eca", "cbam", "gc")))
 def test_unknown_height_and_width_and_output_shape(case):
     layer, channels = _layer(case)
     inputs = keras.Input((None, None, channels))
@@ -69,7 +83,10 @@ def test_unknown_height_and_width_and_output_shape(case):
         assert y.shape == layer.compute_output_shape(x.shape)
 
 
-@pytest.mark.parametrize("case", CASES)
+# The case of each class with the most non-default arguments.
+@pytest.mark.parametrize("case", _on_every_backend(
+    CASES, ("se_rd_channels", "sk_three_5x5_7x7", "splat_r4_k2", "eca_kernel5_hard_sigmoid",
+            "cbam_3x3_mlp_bias", "gc")))
 def test_config_round_trip(case):
     layer, channels = _layer(case, name="attention")
     x = testing.random_images((2, 9, 9, channels))
@@ -77,7 +94,10 @@ def test_config_round_trip(case):
     testing.assert_config_round_trip(layer, x)
 
 
-@pytest.mark.parametrize("case", CASES)
+# The case of each class with the most kinds of weights: grouped SK paths, grouped Split-Attention
+# with radix 4, CBAM's MLP biases, GC's attention convolution.
+@pytest.mark.parametrize("case", _on_every_backend(
+    CASES, ("se", "sk_split_strided", "splat_r4_k2", "eca", "cbam_3x3_mlp_bias", "gc")))
 def test_keras_file_round_trip_and_fit(case, tmp_path):
     layer, channels = _layer(case)
     inputs = keras.Input((None, None, channels))
@@ -91,9 +111,11 @@ def test_keras_file_round_trip_and_fit(case, tmp_path):
     testing.assert_fit_changes_every_weight(model, images, np.array([0, 1, 2, 1]), from_logits=True)
 
 
+# Every class under both policies; Split-Attention's radix-1 sigmoid gate under TensorFlow only.
 @pytest.mark.parametrize("policy, atol", [("mixed_float16", 5e-3), ("mixed_bfloat16", 3e-2)])
-@pytest.mark.parametrize("case", ["se", "sk_split_strided", "splat_r2", "splat_r1_k4", "eca",
-                                  "cbam", "gc", "gc_mean_context"])
+@pytest.mark.parametrize("case", _on_every_backend(
+    ["se", "sk_split_strided", "splat_r2", "splat_r1_k4", "eca", "cbam", "gc", "gc_mean_context"],
+    ("se", "sk_split_strided", "splat_r2", "eca", "cbam", "gc", "gc_mean_context")))
 def test_mixed_precision_computes_gates_in_float32(case, policy, atol):
     reference, channels = _layer(case)
     mixed, _ = _layer(case, dtype=policy)
@@ -118,6 +140,7 @@ def test_mixed_precision_computes_gates_in_float32(case, policy, atol):
         )
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("case", CASES)
 def test_inputs_are_channels_last_whatever_the_global_format(case):
     reference, channels = _layer(case)
@@ -130,6 +153,7 @@ def test_inputs_are_channels_last_whatever_the_global_format(case):
     np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), expected, atol=1e-6)
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("case", CASES)
 def test_a_layer_made_frozen_keeps_its_statistics_also_after_load_model(case, tmp_path):
     # Keras' trainable setter reaches only the sublayers that exist when it runs; these are
@@ -156,6 +180,7 @@ def test_a_layer_made_frozen_keeps_its_statistics_also_after_load_model(case, tm
                                inference, rtol=0, atol=1e-5)
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("case", ["se", "sk_split_strided", "splat_r2", "splat_r4_k2", "eca",
                                   "cbam", "gc"])
 def test_a_wrong_channel_count_is_named_in_inference_too(case):
@@ -169,7 +194,9 @@ def test_a_wrong_channel_count_is_named_in_inference_too(case):
             layer(testing.random_images((2, 9, 9, 2 * channels)), training=training)
 
 
-@pytest.mark.parametrize("case", CASES)
+# CBAM's are a dict of two; Split-Attention's with radix 4 and cardinality 2 are reordered.
+@pytest.mark.parametrize("case", _on_every_backend(
+    CASES, ("se", "sk_split_strided", "splat_r4_k2", "eca", "cbam", "gc")))
 def test_attention_weights_of_a_symbolic_input_make_a_model(case):
     layer, channels = _layer(case)
     inputs = keras.Input((None, None, channels))
@@ -182,6 +209,7 @@ def test_attention_weights_of_a_symbolic_input_make_a_model(case):
         np.testing.assert_allclose(ours, keras.ops.convert_to_numpy(theirs), rtol=0, atol=1e-5)
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("policy", ["float16", "bfloat16"])
 @pytest.mark.parametrize("case", ["se", "sk_split_strided", "splat_r2", "eca", "cbam", "gc"])
 def test_a_plain_half_precision_policy_holds_for_the_gates_too(case, policy):
@@ -192,6 +220,7 @@ def test_a_plain_half_precision_policy_holds_for_the_gates_too(case, policy):
     assert {keras.backend.standardize_dtype(w.dtype) for w in layer.weights} == {policy}
 
 
+@pytest.mark.backends
 def test_numpy_numbers_are_taken_and_stored_as_python_numbers():
     numpy_made = [
         SplitAttention(np.int64(16), radix=np.int32(2), rd_ratio=np.float32(0.5)),
@@ -220,6 +249,7 @@ def test_numpy_numbers_are_taken_and_stored_as_python_numbers():
         assert json.loads(json.dumps(config)) == json.loads(json.dumps(expected))
 
 
+@pytest.mark.backends
 def test_squeeze_excite_matches_numpy():
     layer = SqueezeExcite(rd_ratio=0.25)
     x = testing.random_images((2, 5, 6, 16))
@@ -232,6 +262,8 @@ def test_squeeze_excite_matches_numpy():
     np.testing.assert_allclose(y, x * gate[:, None, None, :], rtol=1e-5, atol=1e-6)
 
 
+# The widths (these three tests) are integer arithmetic, the same on every backend: they run
+# under TensorFlow only (under JAX, building the wide layers compiles their initializers).
 @pytest.mark.parametrize(
     "channels, kwargs, expected",
     [
@@ -271,6 +303,7 @@ def test_split_attention_width_follows_timm(channels, radix, cardinality, expect
     assert layer.fc1.filters == expected
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("case", ["sk_split_strided", "sk_three_5x5_7x7"])
 def test_selective_kernel_weights_sum_to_one_across_branches(case):
     layer, channels = _layer(case)
@@ -282,6 +315,7 @@ def test_selective_kernel_weights_sum_to_one_across_branches(case):
     assert (weights > 0).all()
 
 
+@pytest.mark.backends
 def test_split_attention_softmax_runs_over_radix_within_each_cardinal_group():
     layer = SplitAttention(16, radix=4, cardinality=2)
     x = testing.random_images((3, 8, 8, 16))
@@ -307,6 +341,7 @@ def test_split_attention_softmax_runs_over_radix_within_each_cardinal_group():
     np.testing.assert_allclose(weights, expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.backends
 def test_split_attention_radix_one_is_a_sigmoid_gate():
     layer = SplitAttention(16, radix=1, cardinality=4)
     weights = keras.ops.convert_to_numpy(
@@ -317,6 +352,7 @@ def test_split_attention_radix_one_is_a_sigmoid_gate():
     assert not np.allclose(weights.sum(axis=-1), 1.0)
 
 
+@pytest.mark.backends
 def test_spatial_mean_is_the_mean_over_height_and_width(monkeypatch):
     # An average pooling over the whole map where its size is known, else the mean.
     pools, average_pool = [], keras.ops.average_pool
@@ -337,6 +373,7 @@ def test_spatial_mean_is_the_mean_over_height_and_width(monkeypatch):
     assert len(pools) == 1
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("axis", [2, 3])
 def test_softmax_equals_keras_softmax_with_gradients(axis):
     # Logits up to +-300: exp overflows float32 unless the maximum is subtracted first.
@@ -368,6 +405,7 @@ def _torch_conv_reference(x, kernel, strides, dilation, padding):
     return out
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("kernel_size", [1, 3, 5])
 @pytest.mark.parametrize("strides", [1, 2, 3])
 @pytest.mark.parametrize("dilation", [1, 2, 3])
@@ -387,6 +425,7 @@ def test_torch_conv_geometry_computes_pytorch_convolution(kernel_size, strides, 
     np.testing.assert_allclose(y, expected, atol=1e-5)
 
 
+@pytest.mark.backends
 def test_strided_dilated_geometry_pads_the_subsampled_map_only():
     # SKNet-50's dilated branch in a stride-2 block: every 2nd pixel, then a "same" 3x3
     # convolution; no pass over the full-size map to pad it.
@@ -398,6 +437,7 @@ def test_strided_dilated_geometry_pads_the_subsampled_map_only():
     assert geometry.conv_input_shape((8, 56, 57, 64)) == (8, 28, 29, 64)
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize(
     "factory, message",
     [
@@ -423,6 +463,7 @@ def test_bad_arguments_raise_a_named_value_error(factory, message):
         factory()
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize(
     "layer, shape, message",
     [
