@@ -78,10 +78,9 @@ def run(flag_values, strategy_override=None):
     Raises:
         ValueError: a missing or unknown `--model`, no `--model_dir`, a value out of its
             range, a `--batch_size` that the replicas do not divide or that exceeds the
-            training images, `--sync_bn` with
-            `--jit_compile` on several replicas, a backup that `--noresume` would overwrite
-            or that was taken with other state flags, or bad data (see
-            `keras_attn.training.data.load_data`).
+            training images, `--sync_bn` with `--jit_compile` on several replicas, a backup
+            that `--noresume` would overwrite or that was taken with other state flags, or
+            bad data (see `keras_attn.training.data.load_data`).
         FileNotFoundError: `--data_dir` is not a folder.
         ImportError: the data needs scikit-learn or tensorflow-datasets, not installed.
         OSError: the published `--weights` cannot be downloaded.
