@@ -98,7 +98,7 @@ def run(flag_values, strategy_override=None):
         ...
         ValueError: --lr must be > 0; received 0.0.
 
-        With good flags it trains (minutes on a CPU for the 30 default epochs):
+        With good flags it trains (here two epochs on the digits):
 
         ```python
         _ = flag_values(["train", "--model=seresnet20_cifar", "--dataset=digits",
