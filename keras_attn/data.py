@@ -117,7 +117,7 @@ def eval_config(model, weights="imagenet"):
     defaults (crop 0.875, bicubic), for a network without published weights or `weights=None`.
 
     Args:
-        model: a registry name.
+        model: a registry name or a `NetworkSpec` (a row of the table, perhaps replaced).
         weights: `"imagenet"` (the default tag), a published tag, or None (the registry
             row's defaults). For a network without published weights it is ignored.
 
@@ -153,7 +153,7 @@ def eval_transform(model, weights="imagenet"):
     with its size, crop and interpolation, then `(x / 255 - mean) / std`.
 
     Args:
-        model: a registry name.
+        model: a registry name or a `NetworkSpec`, as in `eval_config`.
         weights: `"imagenet"`, a published tag, or None, as in `eval_config`.
 
     Returns:

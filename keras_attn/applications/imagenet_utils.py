@@ -16,7 +16,7 @@ NUM_CLASSES = 1000
 
 def mean_and_std(model=None, weights=None):
     """The per-channel mean and std a network (and, when given, a published tag) expects."""
-    spec = specs.get_spec(model) if isinstance(model, str) else model
+    spec = None if model is None else specs.get_spec(model)
     if weights is not None:
         if spec is None:
             raise ValueError("`weights` needs `model`: the tags are per network.")
@@ -97,7 +97,7 @@ def check_decodable(model, weights):
     error names the tag and its class count."""
     if model is None:
         raise ValueError("`weights` needs `model`: the tags are per network.")
-    spec = specs.get_spec(model) if isinstance(model, str) else model
+    spec = specs.get_spec(model)
     tag = published.resolve_tag(spec.name, weights)
     classes = published.num_classes(spec.name, tag)
     if classes != NUM_CLASSES:

@@ -691,7 +691,10 @@ if len(SPECS) != len(_TABLE):
 
 
 def get_spec(name):
-    """The table's row for `name`; a `ValueError` suggests close names for an unknown one."""
+    """The table's row for `name` (a `NetworkSpec` is returned as it is); a `ValueError`
+    suggests close names for an unknown one."""
+    if isinstance(name, NetworkSpec):
+        return name
     if name in SPECS:
         return SPECS[name]
     # Names that extend what was typed ("seresnext50" -> "seresnext50_32x4d") come first.

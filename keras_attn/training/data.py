@@ -231,11 +231,10 @@ def image_folder(data_dir, val_split=0.2, seed=0):
     """An image folder: `data_dir/<class>/*.jpg`, with `val/` (and `train/`) or `val_split`.
 
     The classes are the sub-folders (sorted; images in nested folders count for their
-    class). With a `val/` folder, it is the validation split and the training images are
-    in `train/` (when both exist) or in the class folders beside `val/`; without one,
-    `val_split` of each class is held out. Files with an image extension (`.jpg`, `.jpeg`,
-    `.png`, `.bmp`, `.gif`) that do not decode are left out and listed in `Data.skipped`;
-    each file is decoded once here to find them.
+    class) of `train/` when it exists, else of `data_dir`. A `val/` folder is the
+    validation split; without one, `val_split` of each class is held out. Files with an
+    image extension (`.jpg`, `.jpeg`, `.png`, `.bmp`, `.gif`) that do not decode are left
+    out and listed in `Data.skipped`; each file is decoded once here to find them.
 
     Args:
         data_dir: the folder.
@@ -269,13 +268,13 @@ def image_folder(data_dir, val_split=0.2, seed=0):
         raise FileNotFoundError(f"--data_dir={data_dir!r} is not a folder.")
     val_root = os.path.join(data_dir, "val")
     train_root = os.path.join(data_dir, "train")
-    if not os.path.isdir(train_root) or not os.path.isdir(val_root):
+    if not os.path.isdir(train_root):
         train_root = data_dir
     train_files = _class_files(train_root)
     if not train_files:
         raise ValueError(
-            f"--data_dir={data_dir!r} has no class folders: expected one sub-folder of images "
-            "per class."
+            f"--data_dir={data_dir!r} has no class folders in {train_root!r}: expected one "
+            "sub-folder of images per class."
         )
     val_files = None
     if os.path.isdir(val_root):

@@ -191,21 +191,24 @@ def device_kind(strategy):
     """"TPU", "GPU" or "CPU": where the replicas run.
 
     Args:
-        strategy: a `tf.distribute.Strategy` (not TensorFlow's default strategy, which
-            lists no worker devices).
+        strategy: a `tf.distribute.Strategy`, TensorFlow's default one
+            (`tf.distribute.get_strategy()` outside any scope) included.
 
     Returns:
-        "TPU" or "GPU" when a replica runs on one, else "CPU".
-
-    Raises:
-        RuntimeError: from TensorFlow, for its default strategy
-            (`tf.distribute.get_strategy()` outside any scope).
+        "TPU" or "GPU" when a replica runs on one, else "CPU". The default strategy runs
+        where TensorFlow places ops by default: the first GPU when there is one.
 
     Examples:
         >>> import tensorflow as tf
         >>> device_kind(tf.distribute.OneDeviceStrategy("/cpu:0"))
         'CPU'
+        >>> device_kind(tf.distribute.get_strategy()) == (
+        ...     "GPU" if tf.config.list_logical_devices("GPU") else "CPU")
+        True
     """
+    if not tf.distribute.has_strategy() and strategy is tf.distribute.get_strategy():
+        # The default strategy lists no worker devices (TensorFlow raises RuntimeError).
+        return "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
     devices = strategy.extended.worker_devices
     for kind in ("TPU", "GPU"):
         if any(kind in device.upper() for device in devices):

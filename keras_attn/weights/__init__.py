@@ -135,15 +135,25 @@ def tag_info(name, tag):
         `mean`, `std` and `num_classes`.
 
     Raises:
-        KeyError: `name` has no published weights or `tag` is not one of its tags
-            (`resolve_tag` checks a user's choice with a clear message first).
+        ValueError: `name` has no published weights or `tag` is not one of its tags (the
+            message lists them; `"imagenet"` is resolved by `resolve_tag`, not here).
 
     Examples:
         >>> info = tag_info("seresnet50", "a1_in1k")
         >>> info["top1"], info["input_size"], info["crop_pct"], info["interpolation"]
         (80.012, 224, 0.95, 'bicubic')
+        >>> tag_info("seresnet50", "imagenet")
+        Traceback (most recent call last):
+        ...
+        ValueError: 'seresnet50' has no weights tagged 'imagenet'; its tags are ...
     """
-    return manifest()["models"][name]["tags"][tag]
+    entry = manifest()["models"].get(name)
+    if entry is None:
+        raise ValueError(f"{name!r} has no published weights (tag={tag!r}). Networks with "
+                         f"published weights: {', '.join(names_with_weights())}.")
+    if tag not in entry["tags"]:
+        raise ValueError(f"{name!r} has no weights tagged {tag!r}; its tags are {tags(name)}.")
+    return entry["tags"][tag]
 
 
 def num_classes(name, tag):
@@ -183,7 +193,7 @@ def checkpoint_url(name, tag):
         The URL, a string.
 
     Raises:
-        KeyError: `name` has no published weights or `tag` is not one of its tags.
+        ValueError: `name` has no published weights or `tag` is not one of its tags.
 
     Examples:
         >>> import os

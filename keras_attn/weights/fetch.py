@@ -166,6 +166,9 @@ def save_weights_atomically(model, path):
         model: a built Keras model (or layer).
         path: the file to write, ending in `.weights.h5` as Keras requires.
 
+    Raises:
+        ValueError: `path` does not end in `.weights.h5` (nothing is written).
+
     Examples:
         >>> import os, keras
         >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
@@ -173,6 +176,10 @@ def save_weights_atomically(model, path):
         >>> [name for name in os.listdir(".") if name.startswith("dense")]   # no scratch file
         ['dense.weights.h5']
     """
+    path = os.fspath(path)
+    if not path.endswith(".weights.h5"):
+        raise ValueError(f"save_weights_atomically: path={path!r} must end in '.weights.h5' "
+                         "(the suffix Keras' save_weights requires).")
     part = f"{path[: -len('.weights.h5')]}.part-{uuid.uuid4().hex}.weights.h5"
     try:
         model.save_weights(part)
@@ -237,7 +244,11 @@ def _verified_checkpoint(name, tag):
                 f"save it as {final}, pass a local file (weights='model.safetensors'), or set "
                 f"{BASE_URL_VARIABLE} to a mirror."
             ) from error
-        state = _read_verified(part, name, tag)
+        try:
+            state = _read_verified(part, name, tag)
+        except ValueError as error:
+            raise ValueError(f"{error} The download was deleted; the next call fetches it "
+                             "again.") from error
         yield state
         os.replace(part, final)
     finally:
@@ -305,7 +316,7 @@ def _read_verified(path, name, tag):
         if actual != info["sha256"]:
             raise ValueError(
                 f"The checkpoint downloaded from {url} has sha256 {actual}, but the manifest "
-                f"expects {info['sha256']}: the file is corrupted or was replaced. It was deleted."
+                f"expects {info['sha256']}: the file is corrupted or was replaced."
             )
     if info["format"] == "safetensors":
         check_safetensors_complete(path, url)
@@ -317,7 +328,7 @@ def _read_verified(path, name, tag):
     except ValueError as error:
         raise ValueError(
             f"The {name} {tag!r} checkpoint from {url} cannot be read (a truncated or "
-            f"corrupted download?): {error}. It was deleted."
+            f"corrupted download?): {error}."
         ) from error
 
 
@@ -334,8 +345,7 @@ def check_torch_zip_complete(path, source):
 
     Raises:
         ValueError: a member of the archive fails its CRC-32 check, or the archive cannot
-            be read. (The message says the file was deleted: its caller, `load_pretrained`,
-            deletes it.)
+            be read. (`load_pretrained` deletes such a file and says so.)
 
     Examples:
         >>> import zipfile
@@ -348,7 +358,7 @@ def check_torch_zip_complete(path, source):
         >>> check_torch_zip_complete("model.pth", "https://example.org/model.pth")
         Traceback (most recent call last):
         ...
-        ValueError: ... member archive/data/0 fails its CRC-32 check. It was deleted.
+        ValueError: ... member archive/data/0 fails its CRC-32 check.
     """
     if not zipfile.is_zipfile(path):
         return
@@ -360,7 +370,7 @@ def check_torch_zip_complete(path, source):
     if damaged is not None:
         raise ValueError(
             f"The checkpoint from {source} is damaged: the zip archive's member {damaged} "
-            "fails its CRC-32 check. It was deleted."
+            "fails its CRC-32 check."
         )
 
 
@@ -376,8 +386,8 @@ def check_safetensors_complete(path, source):
 
     Raises:
         ValueError: the file has no valid header (truncated inside it, or not safetensors),
-            or its size is not the one its header describes. (The message says the file
-            was deleted: its caller, `load_pretrained`, deletes it.)
+            or its size is not the one its header describes. (`load_pretrained` deletes
+            such a file and says so.)
 
     Examples:
         >>> import json, struct
@@ -404,15 +414,22 @@ def check_safetensors_complete(path, source):
     if not isinstance(header, dict):
         raise ValueError(
             f"The file from {source} is not a safetensors checkpoint ({size} bytes, no valid "
-            "header): truncated or not a checkpoint. It was deleted."
+            "header): truncated or not a checkpoint."
         )
-    data_size = max(
-        (entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"),
-        default=0,
-    )
+    try:
+        data_size = max(
+            (int(entry["data_offsets"][1]) for key, entry in header.items()
+             if key != "__metadata__"),
+            default=0,
+        )
+    except (KeyError, TypeError, IndexError, ValueError) as error:  # a header of another shape
+        raise ValueError(
+            f"The file from {source} is not a safetensors checkpoint: its header has no "
+            f"byte range for every tensor ({type(error).__name__}: {error})."
+        ) from error
     expected = 8 + header_size + data_size
     if size != expected:
         raise ValueError(
             f"The checkpoint from {source} is truncated: {size} bytes received, its header "
-            f"describes {expected}. It was deleted."
+            f"describes {expected}."
         )
