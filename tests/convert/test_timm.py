@@ -103,21 +103,10 @@ def test_overrides_build_what_timm_built(case):
     assert not block_args, f"timm arguments the test does not compare: {block_args}"
 
 
-# These also run under JAX and PyTorch (tests/backends): one network per attention kind, which
-# between them hold every layer kind (SE with grouped convolutions and anti-aliasing, SK with
-# grouped paths, Split-Attention with radix 2, ECA, CBAM in basic blocks, GC); Split-Attention
-# with radix 4 and cardinality 2 is test_from_timm_builds_loads_and_infers_the_classes's. The
-# conversion itself is NumPy (the same on every backend); the other fixtures are other
-# arrangements of these layers, which the TensorFlow run compares with timm.
-_EVERY_BACKEND = ("seresnextaa101d_narrow", "skresnext50_narrow", "resnest50d_narrow",
-                  "ecaresnet50d_narrow", "cbamresnet18_narrow", "gcresnet50_narrow")
-
-
-@pytest.mark.parametrize(
-    "case",
-    [pytest.param(case, marks=pytest.mark.backends) if case in _EVERY_BACKEND else case
-     for case in CASES],
-)
+# Every fixture also runs under JAX and PyTorch (tests/backends): issues 30 and 31 promise
+# timm's logits on all three backends for each of them.
+@pytest.mark.backends
+@pytest.mark.parametrize("case", CASES)
 def test_logits_equal_timm(case):
     """timm's logits with every grouped-convolution formulation (GroupedConv2D)."""
     timm_args, images, logits = _fixture(case)
