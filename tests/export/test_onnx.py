@@ -19,7 +19,7 @@ from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 from keras_attn import export
 from keras_attn.export import files, onnx_export, serving
 from keras_attn.layers import GroupedConv2D, grouped_conv, grouped_conv_implementation
-from tests.export.conftest import ONNX_FAMILIES, grouped_convolutions, small_model
+from tests.export.conftest import RUNTIME_EXPORT_FAMILIES, grouped_convolutions, small_model
 
 
 def _pixels(count, seed, size=64):
@@ -67,7 +67,7 @@ def _copy_of(path):
     return lambda model, config, target: copy(path, target)
 
 
-@pytest.mark.parametrize("family", ONNX_FAMILIES)
+@pytest.mark.parametrize("family", RUNTIME_EXPORT_FAMILIES)
 def test_every_family_matches_keras_with_one_conv_per_grouped_convolution(family, exported):
     model, path, report = exported(family)
     tmp_path = path.parent

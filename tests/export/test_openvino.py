@@ -12,7 +12,7 @@ import pytest
 
 from keras_attn import export
 from keras_attn.export import files, openvino_export, serving
-from tests.export.conftest import REPRESENTATIVE, grouped_convolutions, small_model
+from tests.export.conftest import RUNTIME_EXPORT_FAMILIES, grouped_convolutions, small_model
 
 
 def _pixels(count, seed, size=64):
@@ -65,7 +65,7 @@ def _copy_of(xml):
     return convert
 
 
-@pytest.mark.parametrize("family", REPRESENTATIVE)
+@pytest.mark.parametrize("family", RUNTIME_EXPORT_FAMILIES)
 def test_every_layer_kind_matches_keras_in_float32(family, exported):
     model, path, report = exported(family)
     tmp_path = path.parent
