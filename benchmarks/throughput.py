@@ -56,6 +56,13 @@ BASELINE = "resnet50"
 # images/s and contiguous at 21.2, but SKNet-50 at 13.0 and 16.2.
 TIMM_MEMORY_FORMATS = {"channels_last": "channels_last", "contiguous": "contiguous_format"}
 CLASSES = 1000
+# Rows that timm registers under no name: built as timm's own ResNet with the attention layer
+# its `create_attn` names (as tests/fixtures/timm_models.json's "source" says).
+TIMM_UNREGISTERED = {
+    "cbamresnet18": ("resnet18", {"block_args": {"attn_layer": "cbam"}}),
+    "cbamresnet50": ("resnet50", {"block_args": {"attn_layer": "cbam"}}),
+    "gcresnet50": ("resnet50", {"block_args": {"attn_layer": "gc"}}),
+}
 
 
 def _warm(calls, warmup):
@@ -131,7 +138,7 @@ class Timm:
         self.labels = self.labels.to(self.device)
 
     def has(self, name):
-        return self.timm.is_model(name)
+        return name in TIMM_UNREGISTERED or self.timm.is_model(name)
 
     def _sync(self, call):
         def timed():
@@ -145,7 +152,8 @@ class Timm:
         `TIMM_MEMORY_FORMATS`), warmed up."""
         torch, args = self.torch, self.args
         memory_format = getattr(torch, TIMM_MEMORY_FORMATS[memory_format])
-        model = self.timm.create_model(name, num_classes=CLASSES).to(self.device)
+        name, kwargs = TIMM_UNREGISTERED.get(name, (name, {}))
+        model = self.timm.create_model(name, num_classes=CLASSES, **kwargs).to(self.device)
         model = model.to(memory_format=memory_format)
         images = self.images.contiguous(memory_format=memory_format)
         autocast = torch.autocast(self.device, dtype=self.amp_dtype, enabled=self.amp)
