@@ -50,7 +50,8 @@ from keras_attn.layers import GroupedConv2D, grouped_conv, grouped_conv_implemen
 
 DEFAULT_NAMES = ("resnext50_32x4d", "seresnext50_32x4d", "skresnext50_32x4d", "resnest50d",
                  "seresnet50")
-BASELINE = "resnet50"
+# The first row, the baseline of every ratio; "resnet50" among the names is this package's.
+BASELINE = "keras.applications.ResNet50"
 # PyTorch's memory formats by the names --timm_memory_formats takes. Which one runs timm faster
 # depends on the network: on a 2-core AVX-512 CPU, batch 8, channels_last ran ResNeXt-50 at 26.2
 # images/s and contiguous at 21.2, but SKNet-50 at 13.0 and 16.2.
