@@ -1,3 +1,7 @@
+import tempfile
+
+import pytest
+
 from keras_attn.applications import get_model
 
 _SMALL = {"widths": (16, 32, 64, 128), "depths": (1, 1, 1, 1), "input_shape": (64, 64, 3)}
@@ -68,6 +72,30 @@ REPRESENTATIVE = ["CBAM-ResNet", "ECA-ResNet", "GC-ResNet", "ResNeSt", "SE-ResNe
 # The SavedModel also takes BN-Inception: its concatenated branches and Caffe's ceil-mode,
 # padded pools are in no other family.
 SAVED_MODEL_FAMILIES = sorted([*REPRESENTATIVE, "SE-Inception"])
+
+
+def exported_once(tmp_path_factory, write, file_name):
+    """`export_once(family)`: the family's small model, the `file_name` that `write(model, path)`
+    exported it to, and its report; each family exported once for the module that asks."""
+    exports = {}
+
+    def export_once(family):
+        if family not in exports:
+            model = small_model(family)
+            path = tmp_path_factory.mktemp(family) / file_name
+            exports[family] = model, path, write(model, path)
+        return exports[family]
+
+    return export_once
+
+
+@pytest.fixture
+def scratch(tmp_path, monkeypatch):
+    """The system's temporary folder, redirected to an empty folder the test can look into."""
+    folder = tmp_path / "system_tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
 
 
 def grouped_convolutions(model):

@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -19,7 +18,8 @@ from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 from keras_attn import export
 from keras_attn.export import files, onnx_export, serving
 from keras_attn.layers import GroupedConv2D, grouped_conv, grouped_conv_implementation
-from tests.export.conftest import RUNTIME_EXPORT_FAMILIES, grouped_convolutions, small_model
+from tests.export.conftest import (RUNTIME_EXPORT_FAMILIES, exported_once,
+                                   grouped_convolutions, small_model)
 
 
 def _pixels(count, seed, size=64):
@@ -37,27 +37,10 @@ def _graph_groups(path):
     return sorted(groups)
 
 
-@pytest.fixture
-def scratch(tmp_path, monkeypatch):
-    """The system's temporary folder, redirected to an empty folder the test can look into."""
-    folder = tmp_path / "system_tmp"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    return folder
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """`exported(family)`: the family's model, file and report, exported once for the module."""
-    exports = {}
-
-    def export_once(family):
-        if family not in exports:
-            path = tmp_path_factory.mktemp(family) / "model.onnx"
-            exports[family] = small_model(family), path, export.onnx(small_model(family), path)
-        return exports[family]
-
-    return export_once
+    return exported_once(tmp_path_factory, export.onnx, "model.onnx")
 
 
 def _copy_of(path):

@@ -4,7 +4,6 @@ CPU runtime in float32, the `.xml` and `.bin` put in place together or not at al
 import os
 import re
 import shutil
-import tempfile
 
 import numpy as np
 import openvino as ov
@@ -12,20 +11,12 @@ import pytest
 
 from keras_attn import export
 from keras_attn.export import files, openvino_export, serving
-from tests.export.conftest import RUNTIME_EXPORT_FAMILIES, grouped_convolutions, small_model
+from tests.export.conftest import (RUNTIME_EXPORT_FAMILIES, exported_once,
+                                   grouped_convolutions)
 
 
 def _pixels(count, seed, size=64):
     return np.random.default_rng(seed).uniform(0, 255, (count, size, size, 3)).astype("float32")
-
-
-@pytest.fixture
-def scratch(tmp_path, monkeypatch):
-    """The system's temporary folder, redirected to an empty folder the test can look into."""
-    folder = tmp_path / "system_tmp"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    return folder
 
 
 def _graph_groups(path):
@@ -38,16 +29,7 @@ def _graph_groups(path):
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """`exported(family)`: the family's model, IR and report, exported once for the module."""
-    exports = {}
-
-    def export_once(family):
-        if family not in exports:
-            path = tmp_path_factory.mktemp(family) / "model.xml"
-            exports[family] = small_model(family), path, export.openvino(small_model(family),
-                                                                         path)
-        return exports[family]
-
-    return export_once
+    return exported_once(tmp_path_factory, export.openvino, "model.xml")
 
 
 # The network of the tests of the export's other parts, and what their conversion returns:
