@@ -105,17 +105,23 @@ def resolve_tag(name, weights):
         ValueError: 'seresnet50' has no weights tagged 'in21k'; its tags are ...
     """
     available = tags(name)
-    if not available:
-        raise ValueError(
-            f"{name!r} has no published weights (weights={weights!r}). Networks with "
-            f"published weights: {', '.join(names_with_weights())}."
-        )
-    if weights == IMAGENET:
+    if available and weights == IMAGENET:
         return available[0]
     if weights in available:
         return weights
-    raise ValueError(
-        f"{name!r} has no weights tagged {weights!r}; its tags are {available} "
+    raise _no_such_weights(name, "weights", weights)
+
+
+def _no_such_weights(name, argument, value):
+    """The `ValueError` for `argument=value` naming no published weights of `name`."""
+    available = tags(name)
+    if not available:
+        return ValueError(
+            f"{name!r} has no published weights ({argument}={value!r}). Networks with "
+            f"published weights: {', '.join(names_with_weights())}."
+        )
+    return ValueError(
+        f"{name!r} has no weights tagged {value!r}; its tags are {available} "
         f"({IMAGENET!r} is {available[0]!r})."
     )
 
@@ -147,13 +153,10 @@ def tag_info(name, tag):
         ...
         ValueError: 'seresnet50' has no weights tagged 'imagenet'; its tags are ...
     """
-    entry = manifest()["models"].get(name)
-    if entry is None:
-        raise ValueError(f"{name!r} has no published weights (tag={tag!r}). Networks with "
-                         f"published weights: {', '.join(names_with_weights())}.")
-    if tag not in entry["tags"]:
-        raise ValueError(f"{name!r} has no weights tagged {tag!r}; its tags are {tags(name)}.")
-    return entry["tags"][tag]
+    published = manifest()["models"].get(name, {}).get("tags", {})
+    if tag not in published:
+        raise _no_such_weights(name, "tag", tag)
+    return published[tag]
 
 
 def num_classes(name, tag):
