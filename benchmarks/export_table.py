@@ -1,7 +1,7 @@
-"""TFLite float32 / float16 / dynamic / int8 against Keras, for every family; the README table.
+"""TFLite float32 / float16 / dynamic / int8 against Keras, every family: docs/export.md's tables.
 
     python -m benchmarks.export_table                    # prints the tables
-    python -m benchmarks.export_table --update-readme    # and writes them into README.md
+    python -m benchmarks.export_table --update-docs      # and writes them into docs/export.md
     python -m benchmarks.export_table --full             # full-width networks at 224 (slow)
 
 Two measurements, side by side in one run:
@@ -11,8 +11,8 @@ Two measurements, side by side in one run:
    probabilities are all near 1/1000, below int8 SOFTMAX's output step of 1/256. By default
    the networks are shrunk (widths 16-128, one block per stage,
    64x64) so the run takes minutes on two cores; --full measures the published sizes.
-2. The README's trained digits network (`--digits-weights`, from `keras-attn train`; trained
-   here for a few epochs when not given): top-1 accuracy of each file on the 359 held-out
+2. The main job's digits network (docs/training.md; `--digits-weights`, from `keras-attn train`;
+   trained here for a few epochs when not given): top-1 accuracy of each file on the 359 held-out
    images, and which layers the int8 error comes from (TFLite's quantization debugger:
    RMSE of each quantized layer's output / its quantization scale).
 """
@@ -158,13 +158,15 @@ def digits_table(weights):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="published network sizes (slow)")
-    parser.add_argument("--digits-weights", help="best.weights.h5 of the README's main job")
-    parser.add_argument("--update-readme", action="store_true")
+    parser.add_argument("--digits-weights", help="best.weights.h5 of the main job "
+                        "(docs/training.md)")
+    parser.add_argument("--update-docs", action="store_true",
+                        help="write the tables between their markers (docs/export.md)")
     args = parser.parse_args(argv)
     families = family_table(args.full)
     digits = digits_table(args.digits_weights)
-    if args.update_readme:
-        sections.write_sections("README.md", {"export": families, "quantization": digits})
+    if args.update_docs:
+        sections.update({"export": families, "quantization": digits})
 
 if __name__ == "__main__":
     main()

@@ -2,7 +2,7 @@
 
     python -m benchmarks.throughput                                   # the five networks below
     python -m benchmarks.throughput resnext50_32x4d --implementations auto,native
-    python -m benchmarks.throughput --update-readme                   # writes README's table
+    python -m benchmarks.throughput --update-docs                     # docs/performance.md
     KERAS_BACKEND=jax python -m benchmarks.throughput --dtype_policy mixed_bfloat16 --batch_size 64
 
 For every registered name and grouped-convolution implementation (`GroupedConv2D`): batch-1
@@ -10,8 +10,8 @@ latency, batch-N inference images/s of the plain model and of the one
 `keras_attn.optimize_for_inference` returns, and one training step's images/s of the plain model
 (SGD, cross-entropy), with their ratios to `keras.applications.ResNet50` (as Keras builds it)
 measured in the same run. TensorFlow's oneDNN CPU kernels are turned on
-(`TF_ENABLE_ONEDNN_OPTS=1`, as the README advises) unless the variable is set. When torch and
-timm are importable the same architecture runs in timm beside it (eager; AMP under a mixed
+(`TF_ENABLE_ONEDNN_OPTS=1`, as docs/performance.md advises) unless the variable is set. When torch
+and timm are importable the same architecture runs in timm beside it (eager; AMP under a mixed
 policy on a GPU), in each of `--timm_memory_formats`, and the table gives timm's faster one.
 Every model is built and warmed up (`--warmup` untimed calls) first; then `--rounds` rounds go
 over all of them in turn, timing `--repeats` calls of each, so that a drift in the machine's
@@ -50,12 +50,20 @@ from keras_attn.layers import GroupedConv2D, grouped_conv, grouped_conv_implemen
 
 DEFAULT_NAMES = ("resnext50_32x4d", "seresnext50_32x4d", "skresnext50_32x4d", "resnest50d",
                  "seresnet50")
-BASELINE = "resnet50"
+# The first row, the baseline of every ratio; "resnet50" among the names is this package's.
+BASELINE = "keras.applications.ResNet50"
 # PyTorch's memory formats by the names --timm_memory_formats takes. Which one runs timm faster
 # depends on the network: on a 2-core AVX-512 CPU, batch 8, channels_last ran ResNeXt-50 at 26.2
 # images/s and contiguous at 21.2, but SKNet-50 at 13.0 and 16.2.
 TIMM_MEMORY_FORMATS = {"channels_last": "channels_last", "contiguous": "contiguous_format"}
 CLASSES = 1000
+# Rows that timm registers under no name: built as timm's own ResNet with the attention layer
+# its `create_attn` names (as tests/fixtures/timm_models.json's "source" says).
+TIMM_UNREGISTERED = {
+    "cbamresnet18": ("resnet18", {"block_args": {"attn_layer": "cbam"}}),
+    "cbamresnet50": ("resnet50", {"block_args": {"attn_layer": "cbam"}}),
+    "gcresnet50": ("resnet50", {"block_args": {"attn_layer": "gc"}}),
+}
 
 
 def _warm(calls, warmup):
@@ -131,7 +139,7 @@ class Timm:
         self.labels = self.labels.to(self.device)
 
     def has(self, name):
-        return self.timm.is_model(name)
+        return name in TIMM_UNREGISTERED or self.timm.is_model(name)
 
     def _sync(self, call):
         def timed():
@@ -145,7 +153,8 @@ class Timm:
         `TIMM_MEMORY_FORMATS`), warmed up."""
         torch, args = self.torch, self.args
         memory_format = getattr(torch, TIMM_MEMORY_FORMATS[memory_format])
-        model = self.timm.create_model(name, num_classes=CLASSES).to(self.device)
+        name, kwargs = TIMM_UNREGISTERED.get(name, (name, {}))
+        model = self.timm.create_model(name, num_classes=CLASSES, **kwargs).to(self.device)
         model = model.to(memory_format=memory_format)
         images = self.images.contiguous(memory_format=memory_format)
         autocast = torch.autocast(self.device, dtype=self.amp_dtype, enabled=self.amp)
@@ -302,11 +311,12 @@ def parse(argv=None):
                         help="comma-separated PyTorch memory formats to run timm in: "
                         f"{', '.join(TIMM_MEMORY_FORMATS)}; the table gives the faster "
                         "(default %(default)s)")
-    parser.add_argument("--update-readme", action="store_true",
-                        help="write the table between README.md's markers of --readme_section")
-    parser.add_argument("--readme_section", default="throughput",
+    parser.add_argument("--update-docs", action="store_true",
+                        help="write the table between the markers of --docs_section "
+                        "(docs/performance.md)")
+    parser.add_argument("--docs_section", default="throughput",
                         choices=("throughput", "throughput-gpu"),
-                        help="README.md's CPU or GPU table (default %(default)s)")
+                        help="the CPU or the GPU table (default %(default)s)")
     args = parser.parse_args(argv)
     args.implementations = arguments.split_choices(
         parser, "--implementations", args.implementations, grouped_conv.IMPLEMENTATIONS,
@@ -327,8 +337,8 @@ def main(argv=None):
     args = parse(argv)
     table = run(args)
     print(table)
-    if args.update_readme:
-        sections.write_sections("README.md", {args.readme_section: table})
+    if args.update_docs:
+        sections.update({args.docs_section: table})
 
 
 if __name__ == "__main__":

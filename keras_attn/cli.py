@@ -62,13 +62,15 @@ def _convert(args):
 
 def _predict(args):
     from keras_attn import data
-    from keras_attn.applications import decode_predictions, get_model, registry
+    from keras_attn.applications import decode_predictions, get_model, imagenet_utils, registry
 
     if args.top < 1:
         print(f"--top must be >= 1; received {args.top}.", file=sys.stderr)
         return 2
     # A file's preprocessing is the network's own; a published tag's is in the manifest.
     published = registry.published_tag(args.weights)
+    if published is not None:  # before downloading: an ImageNet-12k tag has no labels here
+        imagenet_utils.check_decodable(args.model, published)
     transform = data.eval_transform(args.model, weights=published)
     images = [transform(data.load_image(path)) for path in args.images]
     model = get_model(args.model, weights=args.weights, input_shape=tuple(images[0].shape))
@@ -141,6 +143,7 @@ def _export_usage_error(args):
 
 def _export(args):
     from keras_attn import export
+    from keras_attn import weights as published_weights
     from keras_attn.applications import get_model, registry
 
     problem = _export_usage_error(args)
@@ -150,10 +153,16 @@ def _export(args):
     weights = None if args.weights == "none" else args.weights
     # As predict and train: a file's preprocessing is the network's own.
     published = registry.published_tag(weights)
-    if published is not None and args.classes != 1000:
-        print(f"--classes {args.classes} needs --weights none or a weights file of that many "
-              f"classes: the published weights ({published!r}) classify 1000.", file=sys.stderr)
-        return 2
+    if published is not None:
+        tags = published_weights.tags(args.model)
+        tag = tags[0] if published == published_weights.IMAGENET and tags else published
+        # A tag the network lacks is named by get_model below; ImageNet's count stands here.
+        classes = (published_weights.num_classes(args.model, tag) if tag in tags else 1000)
+        if args.classes != classes:
+            print(f"--classes {args.classes} needs --weights none or a weights file of that "
+                  f"many classes: the published weights ({published!r}) classify {classes}.",
+                  file=sys.stderr)
+            return 2
     shape = None if args.image_size is None else (args.image_size, args.image_size, 3)
     model = get_model(args.model, weights=weights, classes=args.classes, input_shape=shape)
     size = model.input_shape[1]

@@ -15,12 +15,37 @@ import tensorflow as tf
 from keras_attn import weights as published
 from keras_attn.applications import imagenet_utils, specs
 
+__all__ = [
+    "eval_config", "eval_transform", "load_image", "resize_and_center_crop",
+]
+
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "area")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")  # what `load_image` decodes
 
 
 def load_image(path):
-    """Decodes a JPEG, PNG, GIF or BMP file into an RGB `uint8` tensor (height, width, 3)."""
+    """Decodes a JPEG, PNG, GIF or BMP file into an RGB `uint8` tensor (height, width, 3).
+
+    Grayscale and RGBA images become RGB; of an animated GIF, the first frame is kept.
+
+    Args:
+        path: the image file (a string or path-like).
+
+    Returns:
+        A `tf.Tensor` of dtype uint8, shape (height, width, 3).
+
+    Raises:
+        FileNotFoundError: there is no file at `path`.
+        ValueError: the file does not decode as an image.
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> pixels = tf.zeros((48, 64, 1), tf.uint8)                # a grayscale PNG
+        >>> tf.io.write_file("gray.png", tf.io.encode_png(pixels))
+        >>> image = load_image("gray.png")
+        >>> image.shape, image.dtype.name
+        (TensorShape([48, 64, 3]), 'uint8')
+    """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Image not found: {path!r}.")
@@ -33,6 +58,9 @@ def load_image(path):
 def resize_and_center_crop(image, size, crop_pct=0.875, interpolation="bicubic"):
     """Resizes the shorter side to `floor(size / crop_pct)`, then crops the central square.
 
+    This is timm's (and torchvision's) evaluation crop, `Resize(floor(size / crop_pct))`
+    then `CenterCrop(size)`, with TensorFlow's antialiased resize.
+
     Args:
         image: a (height, width, channels) image tensor.
         size: side of the output square.
@@ -41,6 +69,17 @@ def resize_and_center_crop(image, size, crop_pct=0.875, interpolation="bicubic")
 
     Returns:
         A float32 (size, size, channels) tensor, values in the input's range.
+
+    Raises:
+        ValueError: an unknown `interpolation`, `crop_pct` outside (0, 1], or `image` not
+            of rank 3 (a batch).
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> image = tf.zeros((300, 400, 3), tf.uint8)
+        >>> crop = resize_and_center_crop(image, 224)   # 300x400 -> 256x341 -> 224x224
+        >>> crop.shape, crop.dtype.name
+        (TensorShape([224, 224, 3]), 'float32')
     """
     if interpolation not in INTERPOLATIONS:
         raise ValueError(
@@ -73,8 +112,30 @@ def resize_and_center_crop(image, size, crop_pct=0.875, interpolation="bicubic")
 def eval_config(model, weights="imagenet"):
     """Input size, crop_pct, interpolation, mean and std for evaluating `model`.
 
-    From the manifest for a published tag (`weights`); from the registry row, with timm's
+    From the manifest for a published tag (`weights`), so that an evaluation uses the
+    preprocessing the checkpoint was measured with; from the registry row, with timm's
     defaults (crop 0.875, bicubic), for a network without published weights or `weights=None`.
+
+    Args:
+        model: a registry name or a `NetworkSpec` (a row of the table, perhaps replaced).
+        weights: `"imagenet"` (the default tag), a published tag, or None (the registry
+            row's defaults). For a network without published weights it is ignored.
+
+    Returns:
+        A dict with `input_size` (int), `crop_pct`, `interpolation`, `mean` and `std` (lists
+        of three floats): the arguments of `resize_and_center_crop` and of the
+        normalisation.
+
+    Raises:
+        ValueError: `model` is no registry name, or `weights` is not one of its published
+            tags.
+
+    Examples:
+        >>> eval_config("seresnet50")          # its default tag, a1_in1k
+        {'input_size': 224, 'crop_pct': 0.95, 'interpolation': 'bicubic',
+         'mean': [0.485, 0.456, 0.406], 'std': [0.229, 0.224, 0.225]}
+        >>> eval_config("seresnet20_cifar")["input_size"]   # no published weights
+        32
     """
     spec = specs.get_spec(model)
     if weights is not None and published.tags(spec.name):
@@ -88,10 +149,34 @@ def eval_config(model, weights="imagenet"):
 def eval_transform(model, weights="imagenet"):
     """A function from a uint8 RGB image to the normalised crop `model` expects.
 
-    Example:
+    timm's evaluation transform for the checkpoint (`eval_config`): `resize_and_center_crop`
+    with its size, crop and interpolation, then `(x / 255 - mean) / std`.
 
-    >>> transform = eval_transform("resnest50d")
-    >>> batch = tf.stack([transform(load_image(path)) for path in paths])
+    Args:
+        model: a registry name or a `NetworkSpec`, as in `eval_config`.
+        weights: `"imagenet"`, a published tag, or None, as in `eval_config`.
+
+    Returns:
+        A function from one (height, width, 3) image in [0, 255] to a float32
+        (size, size, 3) tensor; map it over a `tf.data.Dataset` or stack its results.
+
+    Raises:
+        ValueError: `model` is no registry name, or `weights` is not one of its tags.
+
+    Examples:
+        >>> import tensorflow as tf
+        >>> transform = eval_transform("seresnet50")
+        >>> white = tf.fill((300, 400, 3), tf.constant(255, tf.uint8))
+        >>> crop = transform(white)
+        >>> crop.shape, crop[0, 0].numpy().round(3)     # (1 - mean) / std
+        (TensorShape([224, 224, 3]), array([2.249, 2.429, 2.64 ], dtype=float32))
+
+        On files:
+
+        ```python
+        transform = eval_transform("resnest50d")
+        batch = tf.stack([transform(load_image(path)) for path in paths])
+        ```
     """
     config = eval_config(model, weights)
     spec = specs.get_spec(model).replace(mean=tuple(config["mean"]), std=tuple(config["std"]))

@@ -28,6 +28,10 @@ import numpy as np
 
 from keras_attn.layers import PointwiseConv2D
 
+__all__ = [
+    "Optimization", "optimize_for_inference",
+]
+
 # The output maps (height x width) up to which 1x1 convolutions become matrix products, by
 # backend: where it was measured to pay (`docs/performance.md`); elsewhere not at all.
 POINTWISE_MATMUL_MAX_PIXELS = {"tensorflow": 49}
@@ -35,7 +39,24 @@ POINTWISE_MATMUL_MAX_PIXELS = {"tensorflow": 49}
 
 @dataclasses.dataclass(frozen=True)
 class Optimization:
-    """What `optimize_for_inference` changed, per layer name."""
+    """What `optimize_for_inference` changed, per layer name: the `optimization` attribute of
+    the model it returns.
+
+    Attributes:
+        folded_batch_norms: the BatchNorms folded into the convolution before them.
+        matrix_products: the 1x1 convolutions computed as matrix products.
+        rebuilt_attention: the attention layers rebuilt in their folded form.
+        pointwise_matmul_max_pixels: the largest map (height x width) whose 1x1 convolutions
+            became matrix products; 0 for none.
+
+    Examples:
+        >>> import keras_attn
+        >>> model = keras_attn.applications.get_model("seresnet18", depths=(1, 1, 1, 1),
+        ...                                           input_shape=(64, 64, 3), classes=10)
+        >>> optimization = keras_attn.optimize_for_inference(model).optimization
+        >>> len(optimization.folded_batch_norms)   # stem 1, blocks 4 x 2, projections 3
+        12
+    """
 
     folded_batch_norms: tuple = ()
     matrix_products: tuple = ()
@@ -72,14 +93,14 @@ def optimize_for_inference(model, *, pointwise_matmul_max_pixels=None, verbose=F
     Raises:
         ValueError: `model` is not a functional model.
 
-    Example:
-
-    >>> model = keras_attn.applications.get_model("resnest50d", depths=(1, 1, 1, 1),
-    ...                                           input_shape=(64, 64, 3), classes=10)
-    >>> fast = keras_attn.optimize_for_inference(model)
-    >>> images = np.random.default_rng(0).random((2, 64, 64, 3), "float32")
-    >>> bool(np.allclose(fast(images), model(images), atol=1e-5))
-    True
+    Examples:
+        >>> import keras_attn
+        >>> model = keras_attn.applications.get_model("resnest50d", depths=(1, 1, 1, 1),
+        ...                                           input_shape=(64, 64, 3), classes=10)
+        >>> fast = keras_attn.optimize_for_inference(model)
+        >>> images = np.random.default_rng(0).random((2, 64, 64, 3), "float32")
+        >>> bool(np.allclose(fast(images), model(images), atol=1e-5))
+        True
     """
     if not isinstance(model, keras.Model) or not hasattr(model, "_nodes_by_depth"):
         raise ValueError(

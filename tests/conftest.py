@@ -2,8 +2,8 @@ import os
 
 # Keep TensorFlow's start-up chatter out of test logs; must be set before it is imported.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# TensorFlow's oneDNN CPU kernels, as the README advises for CPUs where TensorFlow leaves them
-# off (they train grouped convolutions natively and faster);
+# TensorFlow's oneDNN CPU kernels, as docs/performance.md advises for CPUs where TensorFlow leaves
+# them off (they train grouped convolutions natively and faster);
 # tests/layers/test_grouped_conv_kernels.py runs the grouped convolutions with the other choice.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
@@ -58,17 +58,19 @@ def mirrored_strategy():
 
 @pytest.fixture(scope="session")
 def full_size_param_counts(tmp_path_factory, worker_id):
-    """`count_params()` of every registry network at full size, 1000 classes: built once per
-    run. Under pytest-xdist the first worker to ask builds them and the others read its file
-    (the pattern of pytest-xdist's docs: a file lock in the run's shared temporary folder)."""
+    """`count_params()` of every registry network at full size, 1000 classes (three blocks per
+    stage built: tests/param_counts.py): counted once per run. Under pytest-xdist the first
+    worker to ask counts them and the others read its file (the pattern of pytest-xdist's docs:
+    a file lock in the run's shared temporary folder)."""
     import json
 
     from filelock import FileLock
 
-    from keras_attn.applications import list_models, registry
+    from keras_attn.applications import list_models
+    from tests import param_counts
 
     def count():
-        return {name: registry.count_parameters(name) for name in list_models()}
+        return {name: param_counts.count_parameters(name) for name in list_models()}
 
     if worker_id == "master":  # not under xdist
         return count()

@@ -8,7 +8,14 @@ from keras import ops
 
 from keras_attn import attention, inspect, testing
 from keras_attn.applications import get_model, specs
-from keras_attn.layers import SelectiveKernel, SplitAttention, SqueezeExcite
+from keras_attn.layers import (
+    CBAM,
+    EfficientChannelAttention,
+    GlobalContext,
+    SelectiveKernel,
+    SplitAttention,
+    SqueezeExcite,
+)
 
 
 @keras.saving.register_keras_serializable(package="keras_attn_tests")
@@ -47,9 +54,17 @@ def channel_scale():
 def test_the_package_declares_its_kinds_once():
     assert [(k.name, k.slot, k.layer) for k in attention.kinds()] == [
         ("se", "gate", SqueezeExcite), ("sk", "conv", SelectiveKernel),
-        ("splat", "conv", SplitAttention)]
-    assert [k.name for k in attention.kinds("gate")] == ["se"]
+        ("splat", "conv", SplitAttention), ("eca", "gate", EfficientChannelAttention),
+        ("cbam", "gate", CBAM), ("gc", "gate", GlobalContext)]
+    assert [k.name for k in attention.kinds("gate")] == ["se", "eca", "cbam", "gc"]
+    assert [k.timm_module for k in attention.kinds("gate")] == [
+        "timm.layers.SEModule", "timm.layers.EcaModule", "timm.layers.cbam.CbamModule",
+        "timm.layers.GlobalContext"]
     assert specs.PAPERS["senet"] is attention.get("se").paper
+    # Which kinds make maps over positions is declared, not inferred from ranks (SK's
+    # (batch, branches, channels) is rank 3 as a map is).
+    assert {k.name: k.spatial_map for k in attention.kinds()} == {
+        "se": False, "sk": False, "splat": False, "eca": False, "cbam": "spatial", "gc": True}
 
 
 def test_an_applications_own_gate_builds_trains_saves_and_is_inspected(channel_scale, tmp_path):
@@ -74,9 +89,9 @@ def test_an_applications_own_gate_builds_trains_saves_and_is_inspected(channel_s
 
 def test_rows_are_checked_against_the_registry(channel_scale):
     with pytest.raises(ValueError, match=r"`gate` must be None or a registered gate-slot "
-                                         r"attention kind \['se', 'chscale'\]; received "
-                                         r"gate='eca'"):
-        specs.get_spec("resnet50").replace(gate="eca")
+                                         r"attention kind \['se', 'eca', 'cbam', 'gc', "
+                                         r"'chscale'\]; received gate='nonlocal'"):
+        specs.get_spec("resnet50").replace(gate="nonlocal")
     with pytest.raises(ValueError, match=r"`conv` must be 'plain' or a registered conv-slot "
                                          r"attention kind \['sk', 'splat'\]; received conv='se'"):
         specs.get_spec("resnet50").replace(conv="se")
@@ -90,15 +105,19 @@ def test_registering_is_checked(channel_scale):
     with pytest.raises(ValueError, match="named 'chscale' exists already"):
         attention.register(channel_scale)
     assert attention.register(channel_scale, replace=True) is channel_scale
-    with pytest.raises(ValueError, match=r"Unknown attention kind 'eca'; registered kinds are "
-                                         r"\['chscale', 'se', 'sk', 'splat'\]"):
-        attention.get("eca")
+    with pytest.raises(ValueError, match=r"Unknown attention kind 'nonlocal'; registered kinds "
+                                         r"are \['cbam', 'chscale', 'eca', 'gc', 'se', 'sk', "
+                                         r"'splat'\]"):
+        attention.get("nonlocal")
     paper = channel_scale.paper
     for changes, message in [
         ({"slot": "neck"}, r"`slot` must be one of \('gate', 'conv'\); received slot='neck'"),
         ({"name": "Se-2"}, r"lowercase identifier.*name='Se-2'"),
         ({"name": "plain"}, "'plain' is the conv slot's plain convolution"),
         ({"layer": keras.layers.ReLU}, r"ReLU has no attention_weights\(inputs\) method"),
+        ({"spatial_map": ""}, r"`spatial_map` must be True .*received spatial_map=''"),
+        ({"spatial_map": 1}, r"`spatial_map` must be True .*received spatial_map=1\."),
+        ({"spatial_map": ("spatial",)}, r"received spatial_map=\('spatial',\)"),
     ]:
         fields = dict(name="x", slot="gate", layer=ChannelScale, arguments=(), paper=paper,
                       description="-")

@@ -9,8 +9,10 @@ The run ends with the number of cases (tests/conftest.py's terminal summary).
 import contextlib
 import dataclasses
 import io
+import json
 import os
 import shutil
+import struct
 from collections.abc import Callable
 
 import keras
@@ -18,12 +20,13 @@ import numpy as np
 import pytest
 from absl import flags
 
-from keras_attn import applications, cli, export
+from keras_attn import applications, cli, export, weights
 from keras_attn.applications import feature_extractor, get_model
 from keras_attn.convert import from_timm, load_timm_weights
 from keras_attn.layers import GroupedConv2D
 from keras_attn.training import train
 from keras_attn.training.flags import define_flags
+from keras_attn.weights import fetch
 
 from tests.conftest import FIXTURES
 from tests.training.conftest import QUICK
@@ -116,6 +119,11 @@ def _plain_keras_model():
                             name="mine")
 
 
+def _safetensors_header(header):
+    text = json.dumps(header).encode()
+    return struct.pack("<Q", len(text)) + text
+
+
 def _int8_export(representative_data):
     model = get_model("seresnet20_cifar", classes=10)
     export.tflite(model, "model.tflite", "int8", representative_data=representative_data)
@@ -189,6 +197,21 @@ CASES = [
          lambda _: load_timm_weights(_twice_mapped_network(),
                                      {"conv1.weight": np.zeros((4, 4, 1, 1), "float32")}),
          ValueError, ("'conv1.weight'", "twice")),
+    # The manifest and the cache.
+    Case("weights.tag_info: a tag the network does not have",
+         lambda _: weights.tag_info("seresnet50", "imagenet"),
+         ValueError, ("'seresnet50'", "'imagenet'", "a1_in1k")),
+    Case("weights.checkpoint_url: a network without published weights",
+         lambda _: weights.checkpoint_url("seresnet18", "a1_in1k"),
+         ValueError, ("'seresnet18'", "'a1_in1k'")),
+    Case("save_weights_atomically: a path Keras would refuse",
+         lambda _: fetch.save_weights_atomically(_plain_keras_model(), "mine.h5"),
+         ValueError, ("path", "'mine.h5'", ".weights.h5")),
+    Case("check_safetensors_complete: a header without byte ranges",
+         lambda _: fetch.check_safetensors_complete("odd.safetensors", "a test"),
+         ValueError, ("a test", "byte range"),
+         lambda folder, _: _write(os.path.join(folder, "odd.safetensors"),
+                                  _safetensors_header({"w": {"dtype": "F32", "shape": [2]}}))),
     # GroupedConv2D.
     Case("GroupedConv2D: groups that do not divide the filters",
          lambda _: GroupedConv2D(30, 3, groups=4), ValueError, ("groups=4", "filters=30")),

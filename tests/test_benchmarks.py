@@ -1,6 +1,7 @@
 """The benchmarks' command lines: bad input stops with a usage error before any model is built."""
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -51,7 +52,11 @@ def test_split_choices_returns_the_items_in_order():
         "contiguous", "channels_last"]
 
 
-@pytest.mark.parametrize("script, argv, message", [
+# Each case runs the script's `main` as `python -m benchmarks.SCRIPT ARGV` would (the same
+# sys.argv, so argparse names the same program), all in ONE subprocess: each script imports
+# TensorFlow (and throughput/grouped_conv torch and timm), seconds per process. The work after
+# the arguments is replaced by a recorder that raises: a case that reached it built a model.
+USAGE_ERRORS = [
     ("export_grouped", ["resnxt50"], "error: Unknown model name 'resnxt50'."),
     ("throughput", ["resnet5", "--no_timm"], "error: Unknown model name 'resnet5'."),
     ("throughput", ["--warmup", "-1"], "error: --warmup must be >= 0; received -1"),
@@ -68,30 +73,88 @@ def test_split_choices_returns_the_items_in_order():
      "tflite_f32, tflite_int8, onnx_f32, onnx_int8, openvino, timm"),
     ("quantization", ["--calibration", "65"],
      "error: --calibration (65) must be at most --calibration_crops (64)"),
-])
-def test_benchmark_rejects_bad_input_before_building(script, argv, message):
-    result = subprocess.run(
-        [sys.executable, "-m", f"benchmarks.{script}", *argv], cwd=ROOT,
-        capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2
-    assert result.stdout == ""
-    assert result.stderr.splitlines()[-1].startswith(f"{script}.py: {message}")
+]
+
+BENCHMARKS_PROCESS = """
+import contextlib
+import io
+import json
+import sys
+
+# throughput first: it imports torch before TensorFlow, as its own process does.
+from benchmarks import throughput, grouped_conv, export_grouped, quantization, runtimes
+
+built = []
 
 
-def test_throughput_table_gives_timm_in_its_faster_memory_format():
-    # In a subprocess: benchmarks.throughput imports torch, which aborts a process where XLA
-    # has compiled.
-    code = """
-from benchmarks.throughput import _fastest
+def recorder(name):
+    def build(*args, **kwargs):
+        built.append(name)
+        raise RuntimeError(f"{name} was called")
+    return build
+
+
+# What each main does once its arguments are read: build and time networks or convolutions.
+for module, names in ((throughput, ("run", "get_model")),
+                      (export_grouped, ("measure", "get_model")),
+                      (grouped_conv, ("keras_native", "_timings")),
+                      (runtimes, ("run", "export_all")),
+                      (quantization, ("measure", "realistic_network"))):
+    for name in names:
+        setattr(module, name, recorder(f"{module.__name__}.{name}"))
+
+output, cases = sys.argv[1], json.loads(sys.argv[2])
+results = []
+for script, argv in cases:
+    module = sys.modules[f"benchmarks.{script}"]
+    sys.argv = [module.__file__, *argv]
+    stdout, stderr = io.StringIO(), io.StringIO()
+    del built[:]
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            module.main()
+            code = 0
+        except SystemExit as error:
+            code = error.code
+        except Exception as error:
+            code = repr(error)
+    results.append({"code": code, "stdout": stdout.getvalue(), "stderr": stderr.getvalue(),
+                    "built": list(built)})
+
 both = {"channels_last": {"infer": 26.2, "train": 7.12},
         "contiguous": {"infer": 21.2, "train": 7.3}}
-print(_fastest(both, "infer", 1))
-print(_fastest(both, "train", 2))
-print(_fastest({"contiguous": {"infer": 16.2}}, "infer", 1))
-print(_fastest({"channels_last": {"infer": 13.0}, "contiguous": {}}, "train", 2))
+fastest = [throughput._fastest(both, "infer", 1), throughput._fastest(both, "train", 2),
+           throughput._fastest({"contiguous": {"infer": 16.2}}, "infer", 1),
+           throughput._fastest({"channels_last": {"infer": 13.0}, "contiguous": {}}, "train", 2)]
+with open(output, "w") as file:
+    json.dump({"usage_errors": results, "fastest": fastest}, file)
 """
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                            text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def benchmarks_process(tmp_path_factory):
+    """What BENCHMARKS_PROCESS wrote: each USAGE_ERRORS case's exit code, stdout, stderr and
+    recorded builds, and `throughput._fastest`'s figures. In a subprocess: benchmarks.throughput
+    imports torch, which aborts a process where XLA has compiled."""
+    path = tmp_path_factory.mktemp("benchmarks") / "results.json"
+    cases = json.dumps([[script, argv] for script, argv, _ in USAGE_ERRORS])
+    result = subprocess.run([sys.executable, "-c", BENCHMARKS_PROCESS, str(path), cases],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.splitlines() == [
+    return json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("case", range(len(USAGE_ERRORS)),
+                         ids=[f"{script}-{' '.join(argv)}" for script, argv, _ in USAGE_ERRORS])
+def test_benchmark_rejects_bad_input_before_building(benchmarks_process, case):
+    script, _, message = USAGE_ERRORS[case]
+    result = benchmarks_process["usage_errors"][case]
+    assert result["code"] == 2, result
+    assert result["stdout"] == ""
+    assert result["built"] == []
+    assert result["stderr"].splitlines()[-1].startswith(f"{script}.py: {message}")
+
+
+def test_throughput_table_gives_timm_in_its_faster_memory_format(benchmarks_process):
+    assert benchmarks_process["fastest"] == [
         "26.2 (channels_last)", "7.30 (contiguous)", "16.2", "—"]

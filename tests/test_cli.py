@@ -204,9 +204,24 @@ def test_export_writes_verified_saved_model_and_int8_tflite(tmp_path, capsys):
 
 
 @pytest.mark.slow  # four exports, about 45 s
-def test_export_writes_verified_onnx_int8_onnx_and_openvino(tmp_path, capsys):
+def test_export_writes_verified_onnx_int8_onnx_and_openvino(tmp_path, tmp_path_factory, capsys,
+                                                           monkeypatch):
     import onnx
     import tensorflow as tf
+
+    from keras_attn.export import onnx_export
+
+    # The three ONNX exports below convert the same network (the same weights file) to the
+    # same float32 graph: converted once, copied for the others.
+    convert, first = onnx_export.convert, tmp_path_factory.mktemp("converted") / "model.onnx"
+
+    def convert_once(model, config, path):
+        if not first.exists():
+            convert(model, config, path)
+            shutil.copyfile(path, first)
+        shutil.copyfile(first, path)
+
+    monkeypatch.setattr(onnx_export, "convert", convert_once)
 
     model = get_model("seresnet20_cifar", classes=10)
     weights = str(tmp_path / "digits.weights.h5")
@@ -411,3 +426,24 @@ def test_sigterm_mid_export_leaves_nothing_behind(tmp_path):
             process.wait()
         process.stdout.close()
     assert not serving.exists()  # the base folder the export made is gone with its contents
+
+
+def test_an_imagenet_12k_tag_is_refused_before_anything_is_fetched(capsys, tmp_path,
+                                                                   monkeypatch):
+    from keras_attn import applications
+
+    image = tmp_path / "x.png"
+    image.write_bytes(b"")
+    assert cli.main(["predict", "--model", "resnetaa50d", "--weights", "sw_in12k",
+                     str(image)]) == 1
+    assert ("the resnetaa50d weights 'sw_in12k' classify 11821 (ImageNet-12k), which it cannot "
+            "decode") in capsys.readouterr().err
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a network was built")
+
+    monkeypatch.setattr(applications, "get_model", refuse)
+    assert cli.main(["export", "--model", "resnetaa50d", "--weights", "sw_in12k", "--format",
+                     "tflite", "--output", str(tmp_path / "x.tflite")]) == 2
+    assert ("--classes 1000 needs --weights none or a weights file of that many classes: the "
+            "published weights ('sw_in12k') classify 11821.") in capsys.readouterr().err

@@ -1,12 +1,14 @@
 """keras_attn.inspect: the attention weights read out of a network, their profiles and plots."""
 
+import dataclasses
 import os
 
 import keras
 import numpy as np
 import pytest
+from keras import ops
 
-from keras_attn import inspect
+from keras_attn import attention, inspect, testing
 from keras_attn.applications import get_model
 from keras_attn.layers import SelectiveKernel, SplitAttention, SqueezeExcite
 
@@ -227,4 +229,220 @@ def test_an_interrupted_save_leaves_no_file(models, images, tmp_path, monkeypatc
     monkeypatch.setattr(figure_class, "savefig", fail_midway)
     with pytest.raises(KeyboardInterrupt):
         inspect.plot_excitation(profile, path=tmp_path / "excitation.png")
+    assert os.listdir(tmp_path) == []
+
+
+# Maps over positions (CBAM, Global Context) and the gates of ECA -------------------------------
+
+TINY = {"widths": (16, 32, 64, 128), "depths": (1, 1, 1, 1), "input_shape": (64, 64, 3),
+        "classes": 10}
+MAP_NETWORKS = {"cbam": "cbamresnet18", "gc": "gcresnet50", "eca": "ecaresnetlight"}
+# What `spatial_attention` reads, per kind: the map's key for a layer.
+MAP_KEYS = {"cbam": "{}/spatial", "gc": "{}"}
+
+
+@pytest.fixture(scope="module")
+def map_models():
+    keras.utils.set_random_seed(1)
+    models = {kind: get_model(name, **TINY) for kind, name in MAP_NETWORKS.items()}
+    testing.perturb_batch_norm_statistics(models["cbam"])  # CBAM's spatial BatchNorm included
+    return models
+
+
+@pytest.fixture(scope="module")
+def map_images():
+    return np.random.default_rng(2).normal(size=(5, 64, 64, 3)).astype("float32")
+
+
+@pytest.fixture(scope="module")
+def spatial(map_models, map_images):
+    return {kind: inspect.spatial_attention(map_models[kind], map_images) for kind in MAP_KEYS}
+
+
+def _gates(model, kind):
+    return [layer for layer in model.layers if type(layer) is attention.get(kind).layer]
+
+
+@pytest.mark.parametrize("kind", ["cbam", "gc"])
+def test_spatial_attention_is_each_layers_own_map_at_its_resolution(map_models, map_images,
+                                                                    spatial, kind):
+    model, read = map_models[kind], spatial[kind]
+    gates = _gates(model, kind)
+    assert list(read.maps) == [MAP_KEYS[kind].format(gate.name) for gate in gates]  # depth order
+    assert read.image_shape == (5, 64, 64, 3)
+    for gate in gates:
+        maps = read.maps[MAP_KEYS[kind].format(gate.name)]
+        assert maps.shape == (5, *gate.input.shape[1:3]) and maps.dtype == np.float32
+        # Independently: the layer's own attention_weights on what it receives in the network.
+        received = keras.Model(model.input, gate.input)(map_images)
+        own = gate.attention_weights(received)
+        own = ops.convert_to_numpy(own["spatial"] if kind == "cbam" else own)[..., 0]
+        np.testing.assert_allclose(maps, own, rtol=0, atol=1e-6, err_msg=gate.name)
+        if kind == "cbam":
+            assert np.all((maps > 0) & (maps < 1)), gate.name
+        else:
+            assert np.all(maps > 0), gate.name
+            np.testing.assert_allclose(maps.sum(axis=(1, 2), dtype="float64"), 1.0, rtol=0,
+                                       atol=1e-6, err_msg=gate.name)
+        assert maps.std(axis=(1, 2)).min() > 0  # a map, not a constant
+
+
+def test_excitation_profile_of_cbam_keeps_only_its_channel_gates(map_models, map_images):
+    model = map_models["cbam"]
+    labels = np.array([3, 1, 3, 3, 1])
+    profile = inspect.excitation_profile(model, map_images, labels)
+    read = inspect.attention_model(model).predict(map_images, verbose=0)
+    gates = _gates(model, "cbam")
+    assert list(profile.means) == [f"{gate.name}/channel" for gate in gates]
+    for gate in gates:
+        means = profile.means[f"{gate.name}/channel"]
+        assert means.shape == (2, gate.input.shape[-1])
+        np.testing.assert_allclose(means[1], read[f"{gate.name}/channel"][[0, 2, 3]].mean(axis=0),
+                                   rtol=0, atol=1e-6)
+
+
+def test_excitation_profile_of_eca_is_the_gates_mean_per_class(map_models, map_images):
+    model = map_models["eca"]
+    labels = np.array([0, 9, 4, 9, 0])
+    profile = inspect.excitation_profile(model, map_images, labels)
+    read = inspect.attention_model(model).predict(map_images, verbose=0)
+    gates = _gates(model, "eca")
+    assert list(profile.means) == [gate.name for gate in gates] and len(gates) == 4
+    np.testing.assert_array_equal(profile.classes, [0, 4, 9])
+    for gate in gates:
+        means = profile.means[gate.name]
+        assert means.shape == (3, gate.input.shape[-1])
+        assert np.all((means > 0) & (means < 1))
+        np.testing.assert_allclose(means[2], read[gate.name][[1, 3]].mean(axis=0), rtol=0,
+                                   atol=1e-6)
+
+
+def test_profiles_and_maps_refuse_networks_without_them(map_models, map_images):
+    with pytest.raises(ValueError, match=r"'gcresnet50' has no channel attention to profile: "
+                                         r"its attention layers make only maps over positions "
+                                         r"\(stage1_block1_gc, "):
+        inspect.excitation_profile(map_models["gc"], map_images, np.zeros(5, int))
+    with pytest.raises(ValueError, match=r"'ecaresnetlight' has no attention layer that makes "
+                                         r"maps over positions \(of the registered kinds, "
+                                         r"CBAM, GlobalContext do\)"):
+        inspect.spatial_attention(map_models["eca"], map_images)
+    with pytest.raises(ValueError, match=r"`images` must be \(n, height, width, channels\); "
+                                         r"received shape \(64, 64, 3\)"):
+        inspect.spatial_attention(map_models["cbam"], map_images[0])
+
+
+class PositionGate(keras.layers.Layer):
+    """An application's own kind that makes a map: a softmax over positions of the channel
+    mean, which rescales the features."""
+
+    def attention_weights(self, inputs):
+        logits = ops.mean(inputs, axis=-1, keepdims=True)
+        return ops.reshape(ops.softmax(ops.reshape(logits, (-1, logits.shape[1] * logits.shape[2])),
+                                       axis=-1), ops.shape(logits))
+
+    def call(self, inputs):
+        return inputs * (1.0 + self.attention_weights(inputs))
+
+
+@pytest.fixture
+def position_gate():
+    kind = attention.register(attention.AttentionKind(
+        name="posgate", slot="gate", layer=PositionGate, arguments=(),
+        paper=attention.Paper("Tests, 2026", "A map", "https://example.org"),
+        description="a softmax over positions", read=attention.drop_channel_axis,
+        spatial_map=True))
+    yield kind
+    attention.unregister("posgate")
+
+
+def test_an_applications_own_map_kind_is_read_as_its_registry_entry_says(position_gate):
+    model = get_model("seresnet18", gate="posgate", gate_args={}, widths=(8, 8, 8, 8),
+                      depths=(1, 1, 1, 1), input_shape=(64, 64, 3), classes=3)
+    images = testing.random_images((2, 64, 64, 3))
+    read = inspect.spatial_attention(model, images)
+    assert {name: maps.shape for name, maps in read.maps.items()} == {
+        "stage1_block1_posgate": (2, 16, 16), "stage2_block1_posgate": (2, 8, 8),
+        "stage3_block1_posgate": (2, 4, 4), "stage4_block1_posgate": (2, 2, 2)}
+    with pytest.raises(ValueError, match="has no channel attention to profile"):
+        inspect.excitation_profile(model, images, np.zeros(2, int))
+    # A part that the kind's read does not return is a registration error, named as such.
+    attention.register(dataclasses.replace(position_gate, spatial_map="map"), replace=True)
+    with pytest.raises(ValueError, match=r"declares maps \['stage1_block1_posgate/map', .*\] "
+                                         r"\(AttentionKind.spatial_map\) that the kinds' "
+                                         r"`read` does not return; it returns "
+                                         r"\['stage1_block1_posgate', "):
+        inspect.spatial_attention(model, images)
+    inputs = keras.Input((8, 8, 4))
+    plain = keras.Model(inputs, SqueezeExcite(rd_channels=2)(inputs), name="se_only")
+    with pytest.raises(ValueError, match=r"\(of the registered kinds, CBAM, GlobalContext, "
+                                         r"PositionGate do\)"):
+        inspect.spatial_attention(plain, np.zeros((1, 8, 8, 4), "float32"))
+
+
+def _bilinear(maps, size):
+    """`(n, h, w)` resized to `(n, size, size)`, bilinear with half-pixel centers and clamped
+    edges, written out in NumPy."""
+    def weights(length):
+        centers = np.clip((np.arange(size) + 0.5) * length / size - 0.5, 0, length - 1)
+        low = np.floor(centers).astype(int)
+        high = np.minimum(low + 1, length - 1)
+        matrix = np.zeros((size, length))
+        matrix[np.arange(size), low] += 1 - (centers - low)
+        matrix[np.arange(size), high] += centers - low
+        return matrix
+
+    rows, columns = weights(maps.shape[1]), weights(maps.shape[2])
+    return np.einsum("ih,nhw,jw->nij", rows, maps.astype("float64"), columns)
+
+
+def test_plot_spatial_attention_lays_each_map_over_its_image(spatial, map_images, tmp_path):
+    read = spatial["cbam"]
+    pixels = map_images * 40 + 128  # what a user shows: other values, the same images
+    figure = inspect.plot_spatial_attention(read, pixels, max_images=3,
+                                            path=tmp_path / "cbam.png")
+    assert _png_written(tmp_path / "cbam.png")
+    assert os.listdir(tmp_path) == ["cbam.png"]  # no part file left beside it
+    names = list(read.maps)
+    assert len(figure.axes) == 3 * (1 + len(names))  # three images, each with four maps
+    axes = np.array(figure.axes).reshape(3, 1 + len(names))
+    assert [axis.get_title() for axis in axes[0]] == ["image"] + [
+        f"{name}\n{size}x{size} map" for name, size in zip(names, (16, 8, 4, 2))]
+    for row in range(3):
+        shown = pixels[row]
+        np.testing.assert_allclose(axes[row, 0].images[0].get_array(),
+                                   (shown - shown.min()) / (shown.max() - shown.min()),
+                                   rtol=0, atol=1e-6)
+        for column, name in enumerate(names, start=1):
+            values = read.maps[name][row]
+            expected = _bilinear(values[None], 64)[0]
+            expected = (expected - values.min()) / (values.max() - values.min())
+            image, overlay = axes[row, column].images
+            np.testing.assert_allclose(overlay.get_array(), expected, rtol=0, atol=1e-5)
+            assert overlay.get_alpha() == 0.5 and overlay.get_cmap().name == "jet"
+            assert axes[row, column].get_xlabel() == (
+                f"{values.min():.3g} to {values.max():.3g}")
+
+    figure = inspect.plot_spatial_attention(spatial["gc"], map_images[..., 0],
+                                            layers=["stage2_block1_gc"])
+    assert [axis.get_title() for axis in figure.axes[:2]] == ["image",
+                                                             "stage2_block1_gc\n8x8 map"]
+    assert len(figure.axes) == 4 * 2  # max_images=4 rows
+
+
+def test_plot_spatial_attention_errors_name_the_argument(spatial, map_images, tmp_path):
+    path = tmp_path / "maps.png"
+    cases = [
+        ({"images": map_images[:4]}, r"`images` must be the 5 images the maps were computed "
+                                     r"on, .*received shape \(4, 64, 64, 3\)"),
+        ({"images": map_images[..., :2]}, r"received shape \(5, 64, 64, 2\)"),
+        ({"layers": ["stage9_block1_gc"]}, r"Unknown layers \['stage9_block1_gc'\] in "
+                                           r"`layers`; `attention` has maps \['stage1_block1_gc'"),
+        ({"max_images": 0}, "`max_images` must be a positive integer; received max_images=0"),
+        ({"max_panels": 1.5}, "`max_panels` must be a positive integer; received "
+                              "max_panels=1.5"),
+    ]
+    for changes, message in cases:
+        arguments = {"images": map_images, **changes}
+        with pytest.raises(ValueError, match=message):
+            inspect.plot_spatial_attention(spatial["gc"], path=path, **arguments)
     assert os.listdir(tmp_path) == []

@@ -12,7 +12,8 @@ from nbclient import NotebookClient
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "colab").glob("*.ipynb"))
-FIGURES = ("excitation.png", "kernel_selection.png", "split_attention.png")  # notebook 3's
+FIGURES = ("excitation.png", "kernel_selection.png", "split_attention.png",  # notebook 3's
+           "eca_excitation.png", "cbam_spatial.png", "gc_context.png")
 
 
 def test_every_notebook_of_the_issue_is_there():

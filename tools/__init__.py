@@ -1,1 +1,1 @@
-"""Generators of the tables in README.md and docs/ (one writer for all of them)."""
+"""Generators of the tables in README.md and docs/: `sections` is the one writer of all of them."""

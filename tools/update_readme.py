@@ -1,10 +1,13 @@
-"""Regenerates the tables made from the code: the model table (builds every network, ~2 min),
-what the SE gates cost, the published weights (from weights/manifest.json) and the attention
-kinds (from keras_attn.attention).
+"""Regenerates the tables made from the code: the README's families, the model table (builds
+every network, ~2 min), what the SE gates cost, the published weights (from
+weights/manifest.json), the attention kinds (from keras_attn.attention) and the training
+program's flags (from keras_attn.training.flags).
 
     python tools/update_readme.py
 
-`tests/test_readme.py` fails when a table differs from what this writes.
+Each table goes into the file that holds its markers (`tools.sections.find`: README.md or a page
+under docs/); `tests/test_readme.py` and `tests/test_docs.py` fail when one differs from what
+this writes.
 """
 
 import os
@@ -29,15 +32,17 @@ def generated_tables():
     ungated = {name: registry.count_parameters(name, gate=None)
                for name in tables.GATE_OVERHEAD_NAMES}
     return {
+        "families": tables.families_table(counts),
         "models": tables.models_table(counts),
         "overhead": tables.gate_overhead_table(counts, ungated),
         "weights": tables.weights_table(),
         "attention": tables.attention_table(),
+        "training-flags": tables.training_flags_table(),
     }
 
 
 def main():
-    sections.write_sections("README.md", generated_tables())
+    sections.update(generated_tables())
 
 
 if __name__ == "__main__":

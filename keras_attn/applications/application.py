@@ -10,6 +10,7 @@ recorded while it built (its feature maps, its blocks, the timm module of each l
 import contextlib
 import dataclasses
 import math
+import sys
 import types
 from collections.abc import Mapping
 
@@ -19,6 +20,31 @@ from keras_attn.layers import checks
 from keras_attn.layers.precision import gate_dtype_policy
 
 POOLINGS = (None, "avg", "max")
+# Keras maps a functional graph recursively, one Python frame per layer along the longest
+# path (`keras.src.ops.function._build_map_helper`). The deepest rows of the table
+# (seresnet269d: 1,000 layers in a row; resnetrs420: 1,550) pass Python's default limit of
+# 1,000 frames; this leaves room for 20 times that.
+GRAPH_RECURSION_LIMIT = 20_000
+
+
+@contextlib.contextmanager
+def deep_graph():
+    """Inside, Keras can map functional graphs deeper than Python's default recursion limit
+    allows (`keras.Model(inputs, outputs)`, `clone_model`, loading a `.keras` file); the
+    limit is restored on the way out.
+
+    Examples:
+        >>> import sys
+        >>> with deep_graph():
+        ...     sys.getrecursionlimit() >= GRAPH_RECURSION_LIMIT
+        True
+    """
+    previous = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(previous, GRAPH_RECURSION_LIMIT))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(previous)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +56,10 @@ class Feature:
         stride: how many times smaller than the input it is (nominally: valid convolutions
             shave a pixel or two off, as in Inception).
         description: what it is, e.g. "output of stage 2".
+
+    Examples:
+        >>> Feature("stage2_block4_out", 8, "output of stage 2").level
+        3
     """
 
     layer: str
@@ -52,6 +82,17 @@ class Structure:
         blocks: `{block name: names of its layers, in the order they were made}`.
         timm_modules: `{layer name: the timm module it corresponds to}` for every layer with
             weights (`"layer1.0.conv1"`), empty for networks timm does not have.
+
+    Examples:
+        >>> import keras_attn
+        >>> model = keras_attn.applications.get_model("seresnext26d_32x4d", depths=(1, 1, 1, 1),
+        ...                                           input_shape=(64, 64, 3))
+        >>> model.structure.timm_modules["stage1_block1_conv2"]
+        'layer1.0.conv2'
+        >>> model.structure.block_of("stage1_block1_se")
+        'stage1_block1'
+        >>> [feature.stride for feature in model.structure.features]
+        [4, 8, 16, 32]
     """
 
     features: tuple = ()
@@ -124,19 +165,21 @@ class Network(keras.Model):
     reloaded network converts timm checkpoints and offers its feature maps as a built one does.
 
     Args:
-        *args, **kwargs: `keras.Model`'s functional arguments (`inputs`, `outputs`, `name`).
         structure: the `Structure` its builder recorded (None for a clone).
+        *args: `keras.Model`'s functional arguments (`inputs`, `outputs`).
+        **kwargs: `keras.Model`'s keyword arguments (`name`, ...).
 
-    Example:
-
-    >>> model = keras_attn.applications.get_model("resnet50", depths=(1, 1, 1, 1),
-    ...                                           input_shape=(64, 64, 3), classes=10)
-    >>> [feature.layer for feature in model.structure.features]
-    ['stage1_block1_out', 'stage2_block1_out', 'stage3_block1_out', 'stage4_block1_out']
+    Examples:
+        >>> import keras_attn
+        >>> model = keras_attn.applications.get_model("resnet50", depths=(1, 1, 1, 1),
+        ...                                           input_shape=(64, 64, 3), classes=10)
+        >>> [feature.layer for feature in model.structure.features]
+        ['stage1_block1_out', 'stage2_block1_out', 'stage3_block1_out', 'stage4_block1_out']
     """
 
     def __init__(self, *args, structure=None, **kwargs):
-        super().__init__(*args, **kwargs)
+        with deep_graph():  # here too when a .keras file or clone_model makes one
+            super().__init__(*args, **kwargs)
         if isinstance(structure, Mapping):
             structure = Structure(**structure)
         self.structure = structure

@@ -4,12 +4,12 @@ Each is a short explicit function that builds its registry row with `get_model`;
 `_application` decorator writes its docstring from the row and lists it in `CONSTRUCTORS`,
 the one list of them (`keras_attn.applications` exports them from here).
 
-Example:
-
->>> model = keras_attn.applications.SEResNet50(weights=None, input_shape=(64, 64, 3),
-...                                           classes=10)
->>> model.name
-'seresnet50'
+Examples:
+    >>> import keras_attn
+    >>> model = keras_attn.applications.SEResNet50(weights=None, input_shape=(64, 64, 3),
+    ...                                           classes=10)
+    >>> model.name
+    'seresnet50'
 """
 
 from keras_attn.applications import registry, specs
@@ -31,13 +31,19 @@ _CONSTRUCTOR_DOC = """
         name: the model's name; defaults to `"{registry_name}"`.
 
     Returns:
-        A `keras.Model` of the {family} family, registry name `"{registry_name}"`.
+        A `Network` (a functional `keras.Model`) of the {family} family, registry name
+        `"{registry_name}"`.
 
-    Example:
+    Examples:
+        Shown as plain code, not run as a doctest: {weights_note}. The module's example
+        builds a network offline.
 
-    >>> model = keras_attn.applications.{function}()
-    >>> images = keras_attn.applications.preprocess_input(pixels, model="{registry_name}")
-    >>> keras_attn.applications.decode_predictions(model.predict(images))
+        ```python
+        model = keras_attn.applications.{function}()
+        pixels = np.random.uniform(0, 255, (1, {size}, {size}, 3))   # RGB in [0, 255]
+        images = keras_attn.applications.preprocess_input(pixels, model="{registry_name}")
+        print(keras_attn.applications.decode_predictions(model.predict(images)))
+        ```
     """
 
 
@@ -61,6 +67,11 @@ def _application(registry_name, paper_note, summary):
                 registry_name=registry_name,
                 function=function.__name__,
                 family=spec.family,
+                weights_note=(
+                    "the default `weights=\"imagenet\"` downloads timm's checkpoint once"
+                    if function.__defaults__[1] == "imagenet" else
+                    "random weights (no published checkpoint), but a full-size build"
+                ),
             )
         )
         CONSTRUCTORS.append(function)
@@ -241,6 +252,278 @@ def ResNeSt200(include_top=True, weights="imagenet", input_tensor=None, input_sh
 def ResNeSt269(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
                pooling=None, classes=1000, classifier_activation="softmax", name=None):
     return _build("resnest269e", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application(
+    "seresnet152d",
+    "ResNet-152-D (deep stem, average-pool shortcuts) with SE gates; 256x256 input.",
+    "SE-ResNet-152-D.",
+)
+def SEResNet152D(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+                 pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("seresnet152d", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application(
+    "seresnext26t_32x4d",
+    "ResNeXt-26 (32x4d) with SE gates, a tiered deep stem (24, 32, 64 channels) and average-pool "
+    "shortcuts.",
+    "SE-ResNeXt-26-T (32x4d).",
+)
+def SEResNeXt26T(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+                 pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("seresnext26t_32x4d", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application(
+    "seresnext101d_32x8d",
+    "ResNeXt-101 (32x8d) with SE gates, a deep stem and average-pool shortcuts.",
+    "SE-ResNeXt-101-D (32x8d).",
+)
+def SEResNeXt101D(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+                  pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("seresnext101d_32x8d", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application(
+    "seresnextaa101d_32x8d",
+    "SE-ResNeXt-101-D (32x8d) with average-pool anti-aliasing of its strides; the default weights "
+    "were pre-trained on ImageNet-12k and fine-tuned on ImageNet-1k at 288x288 (tag 'sw_in12k' is "
+    "the ImageNet-12k classifier: classes=11821).",
+    "SE-ResNeXt-AA-101-D (32x8d).",
+)
+def SEResNeXtAA101D(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+                    pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("seresnextaa101d_32x8d", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application(
+    "seresnextaa201d_32x8d",
+    "SE-ResNeXt-201-D (32x8d, 64-wide deep stem) with average-pool anti-aliasing of its strides; "
+    "the default weights were pre-trained on ImageNet-12k and fine-tuned on ImageNet-1k at 384x384"
+    " (tag 'sw_in12k' is the ImageNet-12k classifier: classes=11821).",
+    "SE-ResNeXt-AA-201-D (32x8d).",
+)
+def SEResNeXtAA201D(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+                    pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("seresnextaa201d_32x8d", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application(
+    "resnetaa50d",
+    "ResNet-50-D with average-pool anti-aliasing of its strides; the default weights were pre-"
+    "trained on ImageNet-12k and fine-tuned on ImageNet-1k.",
+    "ResNet-AA-50-D.",
+)
+def ResNetAA50D(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+                pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("resnetaa50d", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application(
+    "resnetaa101d",
+    "ResNet-101-D with average-pool anti-aliasing of its strides; the default weights were pre-"
+    "trained on ImageNet-12k and fine-tuned on ImageNet-1k.",
+    "ResNet-AA-101-D.",
+)
+def ResNetAA101D(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+                 pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("resnetaa101d", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application(
+    "resnetrs50",
+    "ResNet-D with SE gates (ratio 1/4) and a strided convolution in place of the stem max pool; "
+    "160x160 input.",
+    "ResNet-RS-50.",
+)
+def ResNetRS50(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+               pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("resnetrs50", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application(
+    "resnetrs101",
+    "ResNet-D with SE gates (ratio 1/4) and a strided convolution in place of the stem max pool; "
+    "192x192 input.",
+    "ResNet-RS-101.",
+)
+def ResNetRS101(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+                pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("resnetrs101", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application(
+    "resnetrs152",
+    "ResNet-D with SE gates (ratio 1/4) and a strided convolution in place of the stem max pool; "
+    "256x256 input.",
+    "ResNet-RS-152.",
+)
+def ResNetRS152(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+                pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("resnetrs152", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application(
+    "resnetrs200",
+    "ResNet-D with SE gates (ratio 1/4) and a strided convolution in place of the stem max pool; "
+    "256x256 input.",
+    "ResNet-RS-200.",
+)
+def ResNetRS200(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+                pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("resnetrs200", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application(
+    "resnetrs270",
+    "ResNet-D with SE gates (ratio 1/4) and a strided convolution in place of the stem max pool; "
+    "256x256 input.",
+    "ResNet-RS-270.",
+)
+def ResNetRS270(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+                pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("resnetrs270", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application(
+    "resnetrs350",
+    "ResNet-D with SE gates (ratio 1/4) and a strided convolution in place of the stem max pool; "
+    "288x288 input.",
+    "ResNet-RS-350.",
+)
+def ResNetRS350(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+                pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("resnetrs350", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application(
+    "resnetrs420",
+    "ResNet-D with SE gates (ratio 1/4) and a strided convolution in place of the stem max pool; "
+    "320x320 input.",
+    "ResNet-RS-420.",
+)
+def ResNetRS420(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+                pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("resnetrs420", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application(
+    "ecaresnet26t",
+    "ResNet-26 with ECA gates, a tiered deep stem (24, 32, 64 channels) and average-pool "
+    "shortcuts; 256x256 input.",
+    "ECA-ResNet-26-T.",
+)
+def ECAResNet26T(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+                 pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("ecaresnet26t", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application(
+    "ecaresnet50d",
+    "ResNet-50-D (deep stem, average-pool shortcuts) with ECA gates.",
+    "ECA-ResNet-50-D.",
+)
+def ECAResNet50D(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+                 pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("ecaresnet50d", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application(
+    "ecaresnet50t",
+    "ResNet-50 with ECA gates, a tiered deep stem (24, 32, 64 channels) and average-pool "
+    "shortcuts; 256x256 input.",
+    "ECA-ResNet-50-T.",
+)
+def ECAResNet50T(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+                 pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("ecaresnet50t", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application(
+    "ecaresnetlight",
+    "A ResNet with ECA gates, blocks (1, 1, 11, 3), the plain 7x7 stem and average-pool shortcuts.",
+    "ECA-ResNet-Light.",
+)
+def ECAResNetLight(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+                   pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("ecaresnetlight", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application(
+    "ecaresnet101d",
+    "ResNet-101-D (deep stem, average-pool shortcuts) with ECA gates.",
+    "ECA-ResNet-101-D.",
+)
+def ECAResNet101D(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+                  pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("ecaresnet101d", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application(
+    "ecaresnet269d",
+    "ResNet-269-D (deep stem, average-pool shortcuts) with ECA gates; 320x320 input.",
+    "ECA-ResNet-269-D.",
+)
+def ECAResNet269D(include_top=True, weights="imagenet", input_tensor=None, input_shape=None,
+                  pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("ecaresnet269d", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application(
+    "cbamresnet18",
+    "ResNet-18 with a CBAM module (channel then spatial attention) in every block, as timm's "
+    "ResNet with attn_layer='cbam'; no published weights.",
+    "CBAM-ResNet-18.",
+)
+def CBAMResNet18(include_top=True, weights=None, input_tensor=None, input_shape=None,
+                 pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("cbamresnet18", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application(
+    "cbamresnet50",
+    "ResNet-50 with a CBAM module (channel then spatial attention) in every block, as timm's "
+    "ResNet with attn_layer='cbam'; no published weights.",
+    "CBAM-ResNet-50.",
+)
+def CBAMResNet50(include_top=True, weights=None, input_tensor=None, input_shape=None,
+                 pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("cbamresnet50", include_top, weights, input_tensor, input_shape, pooling,
+                  classes, classifier_activation, name)
+
+
+@_application(
+    "gcresnet50",
+    "ResNet-50 with a Global Context block in every bottleneck, as timm's ResNet with "
+    "attn_layer='gc'; no published weights.",
+    "GC-ResNet-50.",
+)
+def GCResNet50(include_top=True, weights=None, input_tensor=None, input_shape=None,
+               pooling=None, classes=1000, classifier_activation="softmax", name=None):
+    return _build("gcresnet50", include_top, weights, input_tensor, input_shape, pooling,
                   classes, classifier_activation, name)
 
 

@@ -30,7 +30,18 @@ _TIMM_CHECKPOINTS = (".safetensors",) + timm_convert.TORCH_SUFFIXES
 
 
 def list_models(pattern=None):
-    """Sorted registry names, optionally filtered by a shell pattern such as `"resnest*"`."""
+    """The registry names of every network, sorted: what `get_model` builds.
+
+    Args:
+        pattern: a shell pattern such as `"resnest*"` to filter the names; None for all.
+
+    Returns:
+        A sorted list of names.
+
+    Examples:
+        >>> list_models("skres*")
+        ['skresnet18', 'skresnet34', 'skresnet50', 'skresnext50_32x4d']
+    """
     names = sorted(specs.SPECS)
     if pattern is not None:
         names = [name for name in names if fnmatch.fnmatchcase(name, pattern)]
@@ -53,12 +64,22 @@ def get_model(model_name, /, weights=None, **kwargs):
             of `NetworkSpec` (`depths`, `widths`, `stem_width`, `cardinality`, `conv_args`...).
 
     Returns:
-        A `keras.Model`.
+        A `Network` (a functional `keras.Model`).
 
-    Example:
+    Raises:
+        ValueError: an unknown name (close names are suggested), argument or field value, a
+            weights file that does not exist, or ImageNet weights with `classes` other than
+            1000 and `include_top=True`.
 
-    >>> tiny = get_model("seresnet50", widths=(8, 16, 32, 64), depths=(1, 1, 1, 1),
-    ...                  input_shape=(64, 64, 3), classes=10)
+    Examples:
+        >>> tiny = get_model("seresnet50", widths=(8, 16, 32, 64), depths=(1, 1, 1, 1),
+        ...                  input_shape=(64, 64, 3), classes=10)
+        >>> tiny.output_shape
+        (None, 10)
+        >>> get_model("seresnext50")
+        Traceback (most recent call last):
+        ...
+        ValueError: Unknown model name 'seresnext50'. Did you mean 'seresnext50_32x4d', ...
     """
     spec, kwargs = specs.resolve(model_name, **kwargs)
     unknown = sorted(set(kwargs) - set(_BUILDER_ARGS))
@@ -74,7 +95,7 @@ def get_model(model_name, /, weights=None, **kwargs):
     if source == "published":
         tag = published.resolve_tag(spec.name, weights)
         if include_top:
-            _check_imagenet_top(kwargs)
+            _check_published_top(spec.name, tag, kwargs)
             if kwargs.get("input_shape") is None and kwargs.get("input_tensor") is None:
                 size = published.tag_info(spec.name, tag)["input_size"]
                 kwargs["input_shape"] = (size, size, 3)
@@ -121,13 +142,18 @@ def published_tag(weights):
     return weights if _weights_source(weights) == "published" else None
 
 
-def _check_imagenet_top(kwargs):
-    classes = kwargs.get("classes", 1000)
-    if classes != 1000:
+def _check_published_top(name, tag, kwargs):
+    """The classifier of published weights has the checkpoint's classes: `classes` defaults
+    to them (11821 for the ImageNet-12k tags) and must not differ."""
+    expected = published.num_classes(name, tag)
+    classes = kwargs.setdefault("classes", expected)
+    if classes != expected:
         raise ValueError(
-            f"ImageNet weights classify 1000 classes; received classes={classes} with "
-            "include_top=True. Use include_top=False (and your own head) to fine-tune on "
-            "other classes, or weights=None."
+            f"The {name} weights {tag!r} classify {expected} classes "
+            f"({published.dataset_of(expected)}); received classes={classes} with "
+            f"include_top=True. Leave `classes` out (or pass classes={expected}) for their "
+            "classifier, use include_top=False (and your own head) to fine-tune on other "
+            "classes, or weights=None."
         )
 
 
@@ -155,11 +181,11 @@ def feature_extractor(name_or_model, **kwargs):
     Raises:
         ValueError: a model and `kwargs` together, or a model this package did not build.
 
-    Example:
-
-    >>> backbone = feature_extractor("seresnet50", input_shape=(256, 256, 3))
-    >>> sorted(backbone.output.keys())
-    ['P2', 'P3', 'P4', 'P5']
+    Examples:
+        >>> backbone = feature_extractor("seresnet50", depths=(1, 1, 1, 1),
+        ...                              input_shape=(256, 256, 3))
+        >>> sorted(backbone.output.keys())
+        ['P2', 'P3', 'P4', 'P5']
     """
     if isinstance(name_or_model, str):
         model = get_model(name_or_model, include_top=False, **kwargs)
@@ -186,9 +212,19 @@ def feature_extractor(name_or_model, **kwargs):
 
 
 def count_parameters(name, **overrides):
-    """`count_params()` of the network `name` with 1000 classes (builds it, then clears)."""
-    model = get_model(name, **overrides)
-    count = model.count_params()
+    """`count_params()` of the network `name` with 1000 classes (builds it, then clears).
+
+    The network is built in a `keras.StatelessScope`, where Keras creates its variables
+    without running their initializers (the count needs only their shapes): a third less time
+    for the deep rows.
+
+    Examples:
+        >>> count_parameters("resnet50")
+        25610152
+    """
+    with keras.StatelessScope():
+        model = get_model(name, **overrides)
+        count = model.count_params()
     del model
     keras.backend.clear_session()
     return count

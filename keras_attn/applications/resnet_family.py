@@ -50,9 +50,10 @@ def _body(inputs, spec, record):
 
 
 def _conv_bn(x, filters, kernel_size, record, strides=1, groups=1, activation=True, *, name,
-             index, timm=None):
+             index, timm=None, pool_before_bn=None):
     """Convolution + BatchNorm (+ ReLU), padded as PyTorch pads it. `timm` is the pair of timm
-    modules of the convolution and the BatchNorm."""
+    modules of the convolution and the BatchNorm; `pool_before_bn`, a layer, runs between the
+    convolution and the BatchNorm (the anti-aliased stem pool of timm's ResNet)."""
     geometry = TorchConvGeometry(kernel_size, strides)
     if geometry.padding:
         x = record(keras.layers.ZeroPadding2D(geometry.padding, name=f"{name}_pad{index}"))(x)
@@ -65,6 +66,8 @@ def _conv_bn(x, filters, kernel_size, record, strides=1, groups=1, activation=Tr
         name=f"{name}_conv{index}",
         **geometry.conv_kwargs,
     ), timm=conv_module)(x)
+    if pool_before_bn is not None:
+        x = record(pool_before_bn)(x)
     x = record(common.batch_norm(f"{name}_bn{index}"), timm=bn_module)(x)
     if activation:
         x = record(keras.layers.ReLU(name=f"{name}_relu{index}"))(x)
@@ -82,6 +85,15 @@ def _stem(x, spec, record):
         for index, (width, strides) in enumerate(zip(widths, (2, 1, 1)), start=1):
             x = _conv_bn(x, width, 3, record, strides, name="stem", index=index,
                          timm=spec.timm_stem(index, 3))
+    if spec.stem_pool == "conv":
+        # timm's replace_stem_pool (ResNet-RS): Sequential(conv, [aa], bn, act).
+        aa = spec.aa_layer is not None
+        return _conv_bn(x, x.shape[-1], 3, record, 1 if aa else 2, name="stem_pool", index="",
+                        timm=spec.timm_stem_pool(),
+                        pool_before_bn=_aa_pool(2, "stem_pool_aa") if aa else None)
+    if spec.stem_pool is not None and spec.aa_layer is not None:
+        # timm replaces the stem's max pool by the anti-aliasing pool itself.
+        return record(_aa_pool(2, "stem_pool"))(x)
     # Zero padding equals PyTorch's -inf padding here: the pool follows a ReLU.
     if spec.stem_pool == "max":
         x = record(keras.layers.ZeroPadding2D(1, name="stem_pool_pad"))(x)
@@ -131,17 +143,43 @@ def _shortcut(x, spec, filters, strides, record, *, name):
                     name=f"{name}_down", index="", timm=("downsample.0", "downsample.1"))
 
 
+def _aa_pool(strides, name):
+    """timm's anti-aliasing pool (`create_aa(nn.AvgPool2d, stride=s)` is `AvgPool2d(s)`): a
+    stride x stride average pool, no padding, floor mode, as "valid" pools."""
+    return keras.layers.AveragePooling2D(strides, strides, name=name)
+
+
 def _avd_pool(x, strides, record, *, name):
     # PyTorch's AvgPool2d(3, stride, padding=1), which counts the zero padding.
     x = record(keras.layers.ZeroPadding2D(1, name=f"{name}_avd_pad"))(x)
     return record(keras.layers.AveragePooling2D(3, strides, name=f"{name}_avd_pool"))(x)
 
 
+def _check_even(x, spec, name):
+    """Anti-aliased strides need even maps: the pool floors an odd size, the average-pool
+    shortcut rounds it up (timm's networks fail there too)."""
+    height, width = x.shape[1:3]
+    if any(size is not None and size % 2 for size in (height, width)):
+        raise ValueError(
+            f"{name} halves a {height}x{width} map: with aa_layer={spec.aa_layer!r} every map "
+            "a block halves must have an even height and width (its anti-aliasing pool rounds "
+            "down, its shortcut up). Use an input whose height and width are multiples of "
+            f"{spec.total_stride}."
+        )
+
+
 def _block(x, spec, planes, strides, record, *, name):
     shortcut = _shortcut(x, spec, planes * spec.expansion, strides, record, name=name)
+    # Anti-aliasing moves the stride of the 3x3 convolution to a pool after its ReLU.
+    aa_strides = strides if spec.aa_layer is not None and strides > 1 else 1
+    if aa_strides > 1:
+        strides = 1
+        _check_even(x, spec, name)
     if spec.block == "basic":
         y = _conv_slot(x, spec, planes // spec.reduce_first, strides, record, name=name,
                        index=1)
+        if aa_strides > 1:
+            y = record(_aa_pool(aa_strides, f"{name}_aa"))(y)
         y = _conv_bn(y, planes, 3, record, activation=False, name=name, index=2,
                      timm=spec.timm_block_conv(2))
     else:
@@ -170,6 +208,8 @@ def _block(x, spec, planes, strides, record, *, name):
         y = _conv_slot(y, spec, width, slot_strides, record, name=name, index=2)
         if avd_strides > 1 and not spec.avd_first:
             y = _avd_pool(y, avd_strides, record, name=name)
+        if aa_strides > 1:
+            y = record(_aa_pool(aa_strides, f"{name}_aa"))(y)
         y = _conv_bn(y, planes * spec.expansion, 1, record, activation=False, name=name,
                      index=3, timm=spec.timm_block_conv(3))
     y = _gate_slot(y, spec, record, name=name)

@@ -34,6 +34,21 @@ PAPERS = {
     "senet": attention.SQUEEZE_EXCITE.paper,
     "sknet": attention.SELECTIVE_KERNEL.paper,
     "resnest": attention.SPLIT_ATTENTION.paper,
+    "ecanet": attention.EFFICIENT_CHANNEL_ATTENTION.paper,
+    "cbam": attention.CONVOLUTIONAL_BLOCK_ATTENTION.paper,
+    "gcnet": attention.GLOBAL_CONTEXT.paper,
+    "antialias": Paper(
+        "Zhang, ICML 2019", "Making Convolutional Networks Shift-Invariant Again",
+        "https://arxiv.org/abs/1904.11486",
+    ),
+    "resnet_rs": Paper(
+        "Bello et al., NeurIPS 2021", "Revisiting ResNets: Improved Training and Scaling "
+        "Strategies", "https://arxiv.org/abs/2103.07579",
+    ),
+    "wsl": Paper(
+        "Mahajan et al., ECCV 2018", "Exploring the Limits of Weakly Supervised Pretraining",
+        "https://arxiv.org/abs/1805.00932",
+    ),
     "inception_v3": Paper(
         "Szegedy et al., CVPR 2016", "Rethinking the Inception Architecture for Computer Vision",
         "https://arxiv.org/abs/1512.00567",
@@ -53,7 +68,9 @@ PAPERS = {
 
 BLOCKS = ("basic", "bottleneck")
 STEMS = ("plain", "deep", "deep_tiered", "cifar")
-STEM_POOLS = (None, "max", "max_ceil")
+STEM_POOLS = (None, "max", "max_ceil", "conv")
+# Anti-aliasing of strided layers, timm's `aa_layer`: "avg" is its `nn.AvgPool2d`.
+AA_LAYERS = (None, "avg")
 SHORTCUTS = ("conv", "avg")
 # The timm source file whose module names a row's checkpoints use: resnet.py (ResNet, and the
 # ResNeSt and SE blocks it hosts), sknet.py (Selective Kernel blocks, whose plain convolutions
@@ -137,7 +154,10 @@ class _Row:
 
 @dataclasses.dataclass(frozen=True)
 class NetworkSpec(_Row):
-    """One ResNet-family network.
+    """One ResNet-family network: a row of the table that one builder turns into a model.
+
+    A frozen dataclass, so a misspelt field fails at once; `replace(**changes)` derives a
+    changed row (mapping fields merge), and `get_model(name, **changes)` builds one.
 
     Attributes:
         name: registry name (timm's where timm has the network).
@@ -151,7 +171,9 @@ class NetworkSpec(_Row):
         stem_width: output channels of the plain and cifar stems; the deep stems end with
             twice this many.
         stem_pool: "max" (3x3 stride 2, padded as PyTorch's padding=1), "max_ceil" (no
-            padding, ceil mode, as the released Caffe SENets) or None.
+            padding, ceil mode, as the released Caffe SENets), "conv" (a 3x3 stride-2
+            convolution with BatchNorm and ReLU in its place, as ResNet-RS: timm's
+            `replace_stem_pool`, modules `maxpool.0` and `maxpool.1`) or None.
         shortcut: "conv" (strided projection) or "avg" (average pool then 1x1, ResNet-D).
         shortcut_kernel: kernel of the strided projection (SENet-154 uses 3).
         cardinality: groups of the 3x3 convolution (ResNeXt's C).
@@ -164,14 +186,40 @@ class NetworkSpec(_Row):
             "splat": `SplitAttention`).
         conv_args: keyword arguments of the conv slot's layer.
         gate: the gate slot, after the last BatchNorm and before the residual add: None or a
-            gate-slot kind of `keras_attn.attention` ("se": `SqueezeExcite`).
+            gate-slot kind of `keras_attn.attention` ("se": `SqueezeExcite`, "eca":
+            `EfficientChannelAttention`, "cbam": `CBAM`, "gc": `GlobalContext`).
         gate_args: keyword arguments of the gate slot's layer.
         avd: in strided bottlenecks, move the stride to a 3x3 average pool (ResNeSt).
         avd_first: put that pool before the conv slot instead of after it.
+        aa_layer: anti-aliasing of strided layers, timm's `aa_layer`: None, or "avg" (timm's
+            `nn.AvgPool2d` as `create_aa` makes it: a 2x2 average pool of stride 2, no
+            padding, floor mode). A strided block's 3x3 convolution (a basic block's first)
+            then runs at stride 1 and the pool follows its ReLU; the stem's max pool is
+            replaced by the pool itself; with `stem_pool="conv"` that convolution runs at
+            stride 1 and the pool comes before its BatchNorm (timm's `maxpool.1`, the
+            BatchNorm becoming `maxpool.2`). Shortcuts are unchanged, as in timm. Only for
+            plain conv slots in timm's resnet.py layout, without `avd` or `stride_in_1x1`.
         default_size: input height and width of the published weights.
-        mean, std: per-channel normalisation of [0, 1] pixels the network expects.
+        mean: per-channel mean of the [0, 1] pixels the network expects.
+        std: per-channel standard deviation of those pixels.
         timm_layout: the timm source file whose module names its checkpoints use: "resnet",
             "sknet" or "senet" (`TIMM_LAYOUTS`).
+
+    Raises:
+        ValueError: a field outside its choices or range, or a `gate` / `conv` kind (or
+            argument) the attention registry does not know; the message names the field.
+
+    Examples:
+        >>> from keras_attn.applications import specs
+        >>> row = specs.SPECS["seresnext50_32x4d"]
+        >>> row.cardinality, row.base_width, row.gate
+        (32, 4, 'se')
+        >>> row.replace(widths=(16, 32, 64, 128), gate_args={"rd_ratio": 0.25}).gate_args
+        mappingproxy({'rd_ratio': 0.25})
+        >>> row.replace(gate="eca_typo")
+        Traceback (most recent call last):
+        ...
+        ValueError: `gate` must be None or a registered gate-slot attention kind ...
     """
 
     name: str
@@ -195,6 +243,7 @@ class NetworkSpec(_Row):
     gate_args: Mapping = dataclasses.field(default_factory=dict)
     avd: bool = False
     avd_first: bool = False
+    aa_layer: str | None = None
     default_size: int = 224
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
@@ -216,6 +265,7 @@ class NetworkSpec(_Row):
         _check_choice("stem_pool", self.stem_pool, STEM_POOLS)
         _check_choice("shortcut", self.shortcut, SHORTCUTS)
         _check_choice("timm_layout", self.timm_layout, TIMM_LAYOUTS)
+        _check_choice("aa_layer", self.aa_layer, AA_LAYERS)
         _check_slot(self, "conv", "conv", "plain")
         self._check_gate()
         for field in ("stem_width", "cardinality", "base_width", "reduce_first", "default_size",
@@ -234,6 +284,30 @@ class NetworkSpec(_Row):
                 )
             if self.avd or self.stride_in_1x1:
                 raise ValueError("`avd` and `stride_in_1x1` apply to bottleneck blocks only.")
+        self._check_layout()
+
+    def _check_layout(self):
+        """Raises for stem pools and anti-aliasing that timm's layouts do not have."""
+        if self.stem_pool == "conv" and self.timm_layout == "senet":
+            raise ValueError(
+                "`stem_pool`='conv' is timm's resnet.py `replace_stem_pool`; senet.py has no "
+                "such module. Received stem_pool='conv' with timm_layout='senet'."
+            )
+        if self.aa_layer is None:
+            return
+        conflicts = {
+            "conv": (self.conv, "plain"),  # the conv slot's layer takes the stride itself
+            "avd": (self.avd, False),  # both move the stride to a pool
+            "stride_in_1x1": (self.stride_in_1x1, False),
+            "stem_pool": (self.stem_pool, "max", "conv", None),
+            "timm_layout": (self.timm_layout, "resnet"),
+        }
+        for field, (value, *allowed) in conflicts.items():
+            if value not in allowed:
+                raise ValueError(
+                    f"`aa_layer`={self.aa_layer!r} (timm's anti-aliasing in resnet.py) needs "
+                    f"{field} in {tuple(allowed)}; received {field}={value!r}."
+                )
 
     @property
     def total_stride(self):
@@ -262,6 +336,11 @@ class NetworkSpec(_Row):
         # resnet.py's deep stem: Sequential(conv, bn, act, conv, bn, act, conv), then bn1.
         bn = "bn1" if index == convs else f"conv1.{3 * index - 2}"
         return f"conv1.{3 * (index - 1)}", bn
+
+    def timm_stem_pool(self):
+        """`(convolution, BatchNorm)` module names of the convolution that replaces the stem's
+        max pool (`stem_pool="conv"`): timm's `maxpool = Sequential(conv, [aa], bn, act)`."""
+        return "maxpool.0", ("maxpool.2" if self.aa_layer else "maxpool.1")
 
     def timm_stage(self, stage):
         """The module name of a stage: `layer1` ... `layer4`."""
@@ -304,7 +383,17 @@ class InceptionSpec(_Row):
         gate_args: keyword arguments of the gate slot's layer.
         default_size: input height and width the network was designed for.
         min_input_size: smallest input height and width.
-        mean, std: per-channel normalisation of [0, 1] pixels the network expects.
+        mean: per-channel mean of the [0, 1] pixels the network expects.
+        std: per-channel standard deviation of those pixels.
+
+    Raises:
+        ValueError: an unknown `architecture` or `gate`, or sizes that are not positive.
+
+    Examples:
+        >>> from keras_attn.applications import specs
+        >>> row = specs.SPECS["se_inception_v3"]
+        >>> row.architecture, row.gate, row.default_size
+        ('inception_v3', 'se', 299)
     """
 
     name: str
@@ -334,10 +423,22 @@ INCEPTION_ARCHITECTURES = ("inception_v3", "inception_resnet_v2", "bn_inception"
 # Shared settings of the rows below (as timm's model_args do).
 _RESNET_D = dict(stem="deep", stem_width=32, shortcut="avg")
 _SE = dict(gate="se")
+_ECA = dict(gate="eca")
 # The released Caffe SENets: max pool in ceil mode, SE width channels // 16.
 _LEGACY_SE = dict(gate="se", gate_args={"rd_divisor": 1}, stem_pool="max_ceil",
                   timm_layout="senet")
 _RESNEXT_32x4d = dict(cardinality=32, base_width=4)
+_RESNEXT_32x8d = dict(cardinality=32, base_width=8)
+# timm's 't' variants: the tiered deep stem (24, 32, 64 channels), average-pool shortcuts.
+_RESNET_T = dict(stem="deep_tiered", stem_width=32, shortcut="avg")
+# timm's "aa" variants: average-pool anti-aliasing of every stride after the stem convolution.
+_AA = dict(aa_layer="avg")
+# ResNet-RS (Bello et al. 2021): ResNet-D, the stem's max pool replaced by a strided
+# convolution, SE gates with a bottleneck of a quarter of the channels.
+_RESNET_RS = dict(
+    family="ResNet-RS", paper="resnet_rs", stem_pool="conv", gate="se",
+    gate_args={"rd_ratio": 0.25}, **_RESNET_D,
+)
 _SKNET_BASIC = dict(
     block="basic",
     conv="sk",
@@ -381,6 +482,8 @@ _TABLE = (
         "resnet101d", family="ResNet", paper="bag_of_tricks", depths=(3, 4, 23, 3),
         default_size=256, **_RESNET_D,
     ),
+    NetworkSpec("resnetaa50d", "ResNet", "antialias", **_RESNET_D, **_AA),
+    NetworkSpec("resnetaa101d", "ResNet", "antialias", depths=(3, 4, 23, 3), **_RESNET_D, **_AA),
     # SE-ResNet: the SE gate in timm's ResNet layout (stride on the 3x3).
     NetworkSpec("seresnet18", "SE-ResNet", "senet", block="basic", depths=(2, 2, 2, 2), **_SE),
     NetworkSpec("seresnet34", "SE-ResNet", "senet", block="basic", **_SE),
@@ -397,6 +500,20 @@ _TABLE = (
         "legacy_seresnet152", "SE-ResNet", "senet", depths=(3, 8, 36, 3), stride_in_1x1=True,
         **_LEGACY_SE,
     ),
+    # SE-ResNet-D, timm's deeper SE networks.
+    NetworkSpec(
+        "seresnet152d", "SE-ResNet", "senet", depths=(3, 8, 36, 3), default_size=256,
+        **_RESNET_D, **_SE,
+    ),
+    NetworkSpec(
+        "seresnet200d", "SE-ResNet", "senet", depths=(3, 24, 36, 3), default_size=256,
+        **_RESNET_D, **_SE,
+    ),
+    NetworkSpec(
+        "seresnet269d", "SE-ResNet", "senet", depths=(3, 30, 48, 8), default_size=256,
+        **_RESNET_D, **_SE,
+    ),
+    NetworkSpec("seresnetaa50d", "SE-ResNet", "senet", **_RESNET_D, **_AA, **_SE),
     # SE-ResNeXt and SENet.
     NetworkSpec(
         "seresnext26d_32x4d", "SE-ResNeXt", "senet", depths=(2, 2, 2, 2),
@@ -414,6 +531,24 @@ _TABLE = (
     NetworkSpec(
         "seresnext101_64x4d", "SE-ResNeXt", "senet", depths=(3, 4, 23, 3), cardinality=64,
         base_width=4, **_SE,
+    ),
+    NetworkSpec(
+        "seresnext26t_32x4d", "SE-ResNeXt", "senet", depths=(2, 2, 2, 2),
+        **_RESNEXT_32x4d, **_RESNET_T, **_SE,
+    ),
+    NetworkSpec(
+        "seresnext101d_32x8d", "SE-ResNeXt", "senet", depths=(3, 4, 23, 3),
+        **_RESNEXT_32x8d, **_RESNET_D, **_SE,
+    ),
+    # The anti-aliased SE-ResNeXt-D, timm's most accurate SE networks.
+    NetworkSpec(
+        "seresnextaa101d_32x8d", "SE-ResNeXt", "senet", depths=(3, 4, 23, 3),
+        default_size=288, **_RESNEXT_32x8d, **_RESNET_D, **_AA, **_SE,
+    ),
+    NetworkSpec(
+        "seresnextaa201d_32x8d", "SE-ResNeXt", "senet", depths=(3, 24, 36, 4),
+        stem="deep", stem_width=64, shortcut="avg", default_size=384,
+        **_RESNEXT_32x8d, **_AA, **_SE,
     ),
     NetworkSpec("legacy_seresnext50_32x4d", "SE-ResNeXt", "senet", **_RESNEXT_32x4d, **_LEGACY_SE),
     NetworkSpec(
@@ -440,6 +575,61 @@ _TABLE = (
         "resnext101_64x4d", "ResNeXt", "resnext", depths=(3, 4, 23, 3), cardinality=64,
         base_width=4,
     ),
+    # The widest ResNeXts, introduced with weakly supervised pre-training on Instagram.
+    NetworkSpec(
+        "resnext101_32x16d", "ResNeXt", "wsl", depths=(3, 4, 23, 3), cardinality=32,
+        base_width=16,
+    ),
+    NetworkSpec(
+        "resnext101_32x32d", "ResNeXt", "wsl", depths=(3, 4, 23, 3), cardinality=32,
+        base_width=32,
+    ),
+    # ECA-ResNet: the ECA gate (kernel size from the channel count) in timm's ResNet layout.
+    NetworkSpec(
+        "ecaresnet26t", "ECA-ResNet", "ecanet", depths=(2, 2, 2, 2), default_size=256,
+        **_RESNET_T, **_ECA,
+    ),
+    NetworkSpec("ecaresnet50d", "ECA-ResNet", "ecanet", **_RESNET_D, **_ECA),
+    NetworkSpec("ecaresnet50t", "ECA-ResNet", "ecanet", default_size=256, **_RESNET_T, **_ECA),
+    # timm's plain 7x7 stem (64 channels) with average-pool shortcuts, one block in each of the
+    # first two stages and eleven in the third.
+    NetworkSpec(
+        "ecaresnetlight", "ECA-ResNet", "ecanet", depths=(1, 1, 11, 3), shortcut="avg", **_ECA,
+    ),
+    NetworkSpec(
+        "ecaresnet101d", "ECA-ResNet", "ecanet", depths=(3, 4, 23, 3), **_RESNET_D, **_ECA,
+    ),
+    NetworkSpec(
+        "ecaresnet200d", "ECA-ResNet", "ecanet", depths=(3, 24, 36, 3), default_size=256,
+        **_RESNET_D, **_ECA,
+    ),
+    NetworkSpec(
+        "ecaresnet269d", "ECA-ResNet", "ecanet", depths=(3, 30, 48, 8), default_size=320,
+        **_RESNET_D, **_ECA,
+    ),
+    NetworkSpec(
+        "ecaresnext26t_32x4d", "ECA-ResNeXt", "ecanet", depths=(2, 2, 2, 2),
+        **_RESNEXT_32x4d, **_RESNET_T, **_ECA,
+    ),
+    NetworkSpec(
+        "ecaresnext50t_32x4d", "ECA-ResNeXt", "ecanet", **_RESNEXT_32x4d, **_RESNET_T, **_ECA,
+    ),
+    # CBAM and Global Context: timm has the modules but registers no network; these are timm's
+    # ResNet with block_args=dict(attn_layer="cbam" / "gc"), the CBAM paper's ResNet-18 and
+    # ResNet-50 (its MLP without biases, as timm's CbamModule: mlp_bias=True is the paper's).
+    NetworkSpec(
+        "cbamresnet18", "CBAM-ResNet", "cbam", block="basic", depths=(2, 2, 2, 2), gate="cbam",
+    ),
+    NetworkSpec("cbamresnet50", "CBAM-ResNet", "cbam", gate="cbam"),
+    NetworkSpec("gcresnet50", "GC-ResNet", "gcnet", gate="gc"),
+    # ResNet-RS.
+    NetworkSpec("resnetrs50", depths=(3, 4, 6, 3), default_size=160, **_RESNET_RS),
+    NetworkSpec("resnetrs101", depths=(3, 4, 23, 3), default_size=192, **_RESNET_RS),
+    NetworkSpec("resnetrs152", depths=(3, 8, 36, 3), default_size=256, **_RESNET_RS),
+    NetworkSpec("resnetrs200", depths=(3, 24, 36, 3), default_size=256, **_RESNET_RS),
+    NetworkSpec("resnetrs270", depths=(4, 29, 53, 4), default_size=256, **_RESNET_RS),
+    NetworkSpec("resnetrs350", depths=(4, 36, 72, 4), default_size=288, **_RESNET_RS),
+    NetworkSpec("resnetrs420", depths=(4, 44, 87, 4), default_size=320, **_RESNET_RS),
     # SE-ResNet-20 for 32x32 inputs: the CIFAR ResNet-20 (He et al. 2016, Section 4.2; with
     # projection shortcuts) with SE gates. Small enough to train on a CPU in minutes.
     NetworkSpec(
@@ -501,7 +691,10 @@ if len(SPECS) != len(_TABLE):
 
 
 def get_spec(name):
-    """The table's row for `name`; a `ValueError` suggests close names for an unknown one."""
+    """The table's row for `name` (a `NetworkSpec` is returned as it is); a `ValueError`
+    suggests close names for an unknown one."""
+    if isinstance(name, NetworkSpec):
+        return name
     if name in SPECS:
         return SPECS[name]
     # Names that extend what was typed ("seresnext50" -> "seresnext50_32x4d") come first.

@@ -266,10 +266,11 @@ def load_timm_weights(model, checkpoint, use_ema=False):
     Returns:
         The model, for chaining.
 
-    Example:
-
-    >>> model = keras_attn.applications.get_model("resnest50d")
-    >>> load_timm_weights(model, "resnest50d.safetensors")
+    Examples:
+        ```python
+        model = keras_attn.applications.get_model("resnest50d")
+        load_timm_weights(model, "resnest50d.safetensors")
+        ```
     """
     state = read_checkpoint(checkpoint, use_ema)
     keys = timm_variable_keys(model)
@@ -346,9 +347,10 @@ def from_timm(timm_name, checkpoint, use_ema=False, **kwargs):
     Returns:
         The loaded `keras.Model`.
 
-    Example:
-
-    >>> model = from_timm("seresnext50_32x4d", "model.safetensors", input_shape=(288, 288, 3))
+    Examples:
+        ```python
+        model = from_timm("seresnext50_32x4d", "model.safetensors", input_shape=(288, 288, 3))
+        ```
     """
     state = read_checkpoint(checkpoint, use_ema)
     spec, kwargs = specs.resolve(timm_name, **kwargs)

@@ -66,8 +66,10 @@ def onnx(model, path, *, quantization=None, representative_data=None, keep_float
             `model.name`); see `serving.serving_config`.
         verify_images: float32 pixels `(batch, size, size, 3)` to verify on; default: 4
             random images.
-        max_abs_error, min_top1_agreement: limits of the verification; "default" takes
-            `LIMITS[quantization]`, None removes a limit.
+        max_abs_error: the verification's limit on the largest probability difference;
+            "default" takes `LIMITS[quantization]`, None removes the limit.
+        min_top1_agreement: its limit on the share of images whose top-1 class agrees;
+            "default" takes `LIMITS[quantization]`, None removes the limit.
         overwrite: replace an existing file at `path` (with the verified export only).
 
     Returns:
@@ -78,11 +80,12 @@ def onnx(model, path, *, quantization=None, representative_data=None, keep_float
         ExportVerificationError: the file differs from the Keras model beyond the limits.
         ImportError: onnx, onnxruntime or tf2onnx is missing (`pip install keras-attn[onnx]`).
 
-    Example:
-
-    >>> keras_attn.export.onnx(model, "resnest50d.onnx")
-    >>> keras_attn.export.onnx(model, "resnest50d_int8.onnx", quantization="int8",
-    ...                        representative_data=calibration_images)
+    Examples:
+        ```python
+        keras_attn.export.onnx(model, "resnest50d.onnx")
+        keras_attn.export.onnx(model, "resnest50d_int8.onnx", quantization="int8",
+                               representative_data=calibration_images)
+        ```
     """
     if quantization not in QUANTIZATIONS:
         raise ValueError(
@@ -173,9 +176,13 @@ def run_onnx(path, images):
         path: an `.onnx` file written by `keras_attn.export.onnx`.
         images: pixels of shape `(batch, size, size, 3)`, RGB in [0, 255].
 
-    Example:
+    Returns:
+        The probabilities, a float32 NumPy array `(batch, classes)`.
 
+    Examples:
+        ```python
         probabilities = keras_attn.export.run_onnx("resnest50d.onnx", pixels)
+        ```
     """
     runner = session(path)
     (output,) = runner.run([OUTPUT_NAME], {INPUT_NAME: np.asarray(images, "float32")})

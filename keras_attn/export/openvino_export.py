@@ -48,8 +48,10 @@ def openvino(model, path, *, weights="imagenet", model_name=None, verify_images=
             `model.name`); see `serving.serving_config`.
         verify_images: float32 pixels `(batch, size, size, 3)` to verify on; default: 4
             random images.
-        max_abs_error, min_top1_agreement: limits of the float32 verification; "default"
-            takes `LIMITS`, None removes a limit.
+        max_abs_error: the float32 verification's limit on the largest probability
+            difference; "default" takes `LIMITS`, None removes the limit.
+        min_top1_agreement: its limit on the share of images whose top-1 class agrees;
+            "default" takes `LIMITS`, None removes the limit.
         overwrite: replace existing `.xml` and `.bin` files (with the verified export only).
 
     Returns:
@@ -60,9 +62,10 @@ def openvino(model, path, *, weights="imagenet", model_name=None, verify_images=
         ExportVerificationError: the model differs from the Keras model beyond the limits.
         ImportError: openvino is missing (`pip install keras-attn[openvino]`).
 
-    Example:
-
-    >>> keras_attn.export.openvino(model, "resnest50d.xml")  # resnest50d.xml, resnest50d.bin
+    Examples:
+        ```python
+        keras_attn.export.openvino(model, "resnest50d.xml")  # resnest50d.xml, resnest50d.bin
+        ```
     """
     config = serving.serving_config(model, weights, model_name=model_name)
     path = os.fspath(path)
@@ -137,9 +140,13 @@ def run_openvino(path, images, precision=FLOAT32):
         precision: the CPU plugin's `INFERENCE_PRECISION_HINT`: "f32" (float32, default),
             "bf16", or None for OpenVINO's own choice (bfloat16 on CPUs that have it).
 
-    Example:
+    Returns:
+        The probabilities, a float32 NumPy array `(batch, classes)`.
 
+    Examples:
+        ```python
         probabilities = keras_attn.export.run_openvino("resnest50d.xml", pixels)
+        ```
     """
     ov = _openvino()
     core = ov.Core()

@@ -75,10 +75,11 @@ def saved_model(model, base_dir, version=None, *, weights="imagenet", model_name
         ValueError: `base_dir` (or a parent) is a file.
         ExportVerificationError: the reloaded SavedModel differs by more than the limits.
 
-    Example:
-
-    >>> model = keras_attn.applications.ResNeSt50()
-    >>> print(keras_attn.export.saved_model(model, "serving/resnest50"))  # serving/resnest50/1
+    Examples:
+        ```python
+        model = keras_attn.applications.ResNeSt50()
+        print(keras_attn.export.saved_model(model, "serving/resnest50"))  # serving/resnest50/1
+        ```
     """
     config = serving.serving_config(model, weights, labels, model_name)
     top_k = _check_top_k(top_k)

@@ -17,8 +17,8 @@ QUANTIZATIONS = (None, "float16", "dynamic", "int8")
 
 # Default limits of the verification, per quantization: (max abs error of a probability,
 # min top-1 agreement). float32 must be the Keras model. A quantized file may move a
-# probability by a few hundredths (a trained digits network: 1.5e-2 dynamic, 4.5e-2 int8, see
-# the README), not by a tenth or more: beyond that it is another model, such as an int8 file
+# probability by a few hundredths (docs/export.md measures a trained digits network), not by a
+# tenth or more: beyond that it is another model, such as an int8 file
 # calibrated on the wrong data. Top-1 agreement has no default: on random pixels (the default
 # verification images) a network's top classes are close, and a correct quantized file may
 # swap them. Pass real images, and `max_abs_error` / `min_top1_agreement` to loosen or tighten.
@@ -60,9 +60,11 @@ def tflite(model, path, quantization=None, representative_data=None, *, keep_flo
             `model.name`); see `serving.serving_config`.
         verify_images: float32 pixels `(batch, size, size, 3)` to verify on; default: 4
             random images.
-        max_abs_error, min_top1_agreement: limits of the verification; "default" takes
-            `LIMITS[quantization]` (quantized files: probabilities within 0.1 of Keras'), None
-            removes a limit.
+        max_abs_error: the verification's limit on the largest probability difference;
+            "default" takes `LIMITS[quantization]` (quantized files: within 0.1 of Keras'),
+            None removes the limit.
+        min_top1_agreement: its limit on the share of images whose top-1 class agrees;
+            "default" takes `LIMITS[quantization]`, None removes the limit.
 
     Returns:
         An `ExportReport`.
@@ -70,10 +72,11 @@ def tflite(model, path, quantization=None, representative_data=None, *, keep_flo
     Raises:
         ExportVerificationError: the file differs from the Keras model beyond the limits.
 
-    Example:
-
-    >>> keras_attn.export.tflite(model, "resnest50d_int8.tflite", quantization="int8",
-    ...                          representative_data=calibration_images)
+    Examples:
+        ```python
+        keras_attn.export.tflite(model, "resnest50d_int8.tflite", quantization="int8",
+                                 representative_data=calibration_images)
+        ```
     """
     if quantization not in QUANTIZATIONS:
         raise ValueError(
@@ -268,9 +271,14 @@ def run_tflite(path_or_content, images):
         images: pixels of shape `(batch, height, width, 3)`, in what the model was exported for
             (by `keras_attn.export.tflite`: RGB in [0, 255]).
 
-    Example:
+    Returns:
+        The file's output as a NumPy array, `(batch, classes)` probabilities for a file
+        `keras_attn.export.tflite` wrote.
 
+    Examples:
+        ```python
         probabilities = keras_attn.export.run_tflite("resnest50d.tflite", pixels)
+        ```
     """
     images = np.asarray(images, "float32")
     runner = interpreter(path_or_content)

@@ -9,7 +9,20 @@ from keras_attn.export import serving
 
 
 class ExportVerificationError(ValueError):
-    """The reloaded export differs from the Keras model by more than the limits allow."""
+    """The reloaded export differs from the Keras model by more than the limits allow.
+
+    A `ValueError`, raised before the export lands: no file is left at the path asked for.
+    Its message says what differs, by how much, against which limit.
+
+    Examples:
+        ```python
+        try:
+            keras_attn.export.tflite(model, "model.tflite", quantization="int8",
+                                     representative_data=calibration_images)
+        except keras_attn.export.ExportVerificationError as error:
+            print(error)   # the largest difference and top-1 agreement, and the limits
+        ```
+    """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +39,12 @@ class ExportReport:
         size_bytes: size on disk (an OpenVINO IR's `.xml` and `.bin` together).
         images: size of the verification batch.
         notes: what a user of the runtime should know (OpenVINO: its default precision).
+
+    Examples:
+        ```python
+        report = keras_attn.export.onnx(model, "model.onnx")
+        print(report.max_abs_error, report.top1_agreement, report.size_bytes)
+        ```
     """
 
     path: str

@@ -3,6 +3,9 @@
 - `SqueezeExcite` - Squeeze-and-Excitation (Hu et al., 2018).
 - `SelectiveKernel` - Selective Kernel convolution (Li et al., 2019).
 - `SplitAttention` - Split-Attention convolution of ResNeSt (Zhang et al., 2020).
+- `EfficientChannelAttention` - ECA-Net's gate (Wang et al., 2020).
+- `CBAM` - Convolutional Block Attention Module (Woo et al., 2018).
+- `GlobalContext` - GCNet's Global Context block (Cao et al., 2019).
 - `GroupedConv2D` - `Conv2D(groups=g)`'s weights, computed the fastest way for the device;
   `grouped_conv_choice()` says which way and why, `grouped_conv_implementation(...)` overrides
   it for a block of code.
@@ -18,6 +21,9 @@ timm counterpart).
 import keras
 
 from keras_attn.layers.batch_norm import FusedBatchNormalization
+from keras_attn.layers.cbam import CBAM
+from keras_attn.layers.efficient_channel_attention import EfficientChannelAttention
+from keras_attn.layers.global_context import GlobalContext
 from keras_attn.layers.grouped_conv import (
     GroupedConv2D,
     GroupedConvChoice,
@@ -35,7 +41,10 @@ from keras_attn.layers.squeeze_excite import SqueezeExcite
 keras.saving.get_custom_objects().setdefault("keras_attn>Conv2D", keras.layers.Conv2D)
 
 __all__ = [
+    "CBAM",
+    "EfficientChannelAttention",
     "FusedBatchNormalization",
+    "GlobalContext",
     "GroupedConv2D",
     "GroupedConvChoice",
     "PointwiseConv2D",

@@ -21,14 +21,12 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     Network Training by Reducing Internal Covariate Shift", https://arxiv.org/abs/1502.03167),
     so `get_weights` / `set_weights` move them either way.
 
-    Args:
-        **kwargs: any `keras.layers.BatchNormalization` argument.
+    It takes `keras.layers.BatchNormalization`'s arguments, all of them by keyword.
 
-    Example:
-
-    >>> bn = FusedBatchNormalization(epsilon=1e-5, momentum=0.9, name="bn1")
-    >>> tuple(bn(keras.random.normal((8, 56, 56, 64)), training=True).shape)
-    (8, 56, 56, 64)
+    Examples:
+        >>> bn = FusedBatchNormalization(epsilon=1e-5, momentum=0.9, name="bn1")
+        >>> tuple(bn(keras.random.normal((8, 56, 56, 64)), training=True).shape)
+        (8, 56, 56, 64)
     """
 
     def _fusable(self, inputs, training, mask):

@@ -7,10 +7,9 @@ import numbers
 def is_integer(value):
     """Whether `value` is an integer, a Python or NumPy one; bools are not.
 
-    Example:
-
-    >>> is_integer(3), is_integer(3.0), is_integer(True)
-    (True, False, False)
+    Examples:
+        >>> is_integer(3), is_integer(3.0), is_integer(True)
+        (True, False, False)
     """
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
@@ -19,12 +18,11 @@ def check_positive_int(name, value, minimum=1):
     """`value` as a Python int; raises a `ValueError` naming `name` unless it is an integer
     (NumPy's included, bools not) >= `minimum`.
 
-    Example:
-
-    >>> check_positive_int("filters", 0)
-    Traceback (most recent call last):
-    ...
-    ValueError: `filters` must be an integer >= 1; received filters=0.
+    Examples:
+        >>> check_positive_int("filters", 0)
+        Traceback (most recent call last):
+        ...
+        ValueError: `filters` must be an integer >= 1; received filters=0.
     """
     if not is_integer(value) or value < minimum:
         raise ValueError(f"`{name}` must be an integer >= {minimum}; received {name}={value!r}.")

@@ -72,12 +72,11 @@ def grouped_conv_implementation(implementation):
     Args:
         implementation: `"native"`, `"split"` or `"auto"`.
 
-    Example:
-
-    >>> model = keras.Sequential([keras.Input((16, 16, 32)), GroupedConv2D(32, 3, groups=8)])
-    >>> images = keras.random.normal((2, 16, 16, 32))
-    >>> with grouped_conv_implementation("split"):
-    ...     outputs = model(images)
+    Examples:
+        >>> model = keras.Sequential([keras.Input((16, 16, 32)), GroupedConv2D(32, 3, groups=8)])
+        >>> images = keras.random.normal((2, 16, 16, 32))
+        >>> with grouped_conv_implementation("split"):
+        ...     outputs = model(images)
     """
     token = _override.set(_check_implementation(implementation))
     try:
@@ -99,11 +98,10 @@ class GroupedConvChoice:
         implementation: `"native"` or `"split"`.
         reason: the facts it was chosen from, in a sentence.
 
-    Example:
-
-    >>> with grouped_conv_implementation("split"):
-    ...     print(grouped_conv_choice())
-    split: set by a grouped_conv_implementation block
+    Examples:
+        >>> with grouped_conv_implementation("split"):
+        ...     print(grouped_conv_choice())
+        split: set by a grouped_conv_implementation block
     """
 
     implementation: str
@@ -156,11 +154,10 @@ def grouped_conv_choice(dtype="float32"):
     Returns:
         A `GroupedConvChoice`.
 
-    Example:
-
-    >>> choice = grouped_conv_choice()
-    >>> choice.implementation in ("native", "split")
-    True
+    Examples:
+        >>> choice = grouped_conv_choice()
+        >>> choice.implementation in ("native", "split")
+        True
     """
     dtype = keras.backend.standardize_dtype(dtype)
     override = implementation_override()
@@ -245,11 +242,10 @@ class GroupedConv2D(keras.layers.Conv2D):
         implementation: `"auto"` (default), `"native"` or `"split"`.
         **kwargs: any other `Conv2D` argument.
 
-    Example:
-
-    >>> conv = GroupedConv2D(128, 3, groups=32, padding="same", use_bias=False)
-    >>> tuple(conv(keras.random.normal((8, 56, 56, 128))).shape)
-    (8, 56, 56, 128)
+    Examples:
+        >>> conv = GroupedConv2D(128, 3, groups=32, padding="same", use_bias=False)
+        >>> tuple(conv(keras.random.normal((8, 56, 56, 128))).shape)
+        (8, 56, 56, 128)
     """
 
     def __init__(self, filters, kernel_size, *args, groups=1, implementation="auto", **kwargs):

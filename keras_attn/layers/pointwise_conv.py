@@ -45,11 +45,10 @@ class PointwiseConv2D(keras.layers.Conv2D):
         **kwargs: any other `Conv2D` argument, by keyword (`use_bias`, initializers, `name`).
             Inputs are channels-last whatever `keras.config.image_data_format()` says.
 
-    Example:
-
-    >>> fc = PointwiseConv2D(32, name="fc1")
-    >>> tuple(fc(keras.random.normal((8, 1, 1, 128))).shape)
-    (8, 1, 1, 32)
+    Examples:
+        >>> fc = PointwiseConv2D(32, name="fc1")
+        >>> tuple(fc(keras.random.normal((8, 1, 1, 128))).shape)
+        (8, 1, 1, 32)
     """
 
     def __init__(self, filters, kernel_size=1, strides=1, *, groups=1, **kwargs):

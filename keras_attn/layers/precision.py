@@ -15,12 +15,11 @@ def gate_dtype_policy(policy):
     precision; a plain `"float16"` or `"bfloat16"` policy asks for half precision throughout,
     and gets it.)
 
-    Example:
-
-    >>> gate_dtype_policy(keras.DTypePolicy("mixed_float16")).name
-    'float32'
-    >>> gate_dtype_policy(keras.DTypePolicy("bfloat16")).name
-    'bfloat16'
+    Examples:
+        >>> gate_dtype_policy(keras.DTypePolicy("mixed_float16")).name
+        'float32'
+        >>> gate_dtype_policy(keras.DTypePolicy("bfloat16")).name
+        'bfloat16'
     """
     if policy.compute_dtype in _LOW_PRECISION and policy.variable_dtype == "float32":
         return keras.DTypePolicy("float32")

@@ -25,10 +25,9 @@ def make_divisible(value, divisor=8, min_value=None, round_limit=0.9):
     Returns:
         An int.
 
-    Example:
-
-    >>> make_divisible(256 / 16), make_divisible(20, 8), make_divisible(13, 8, round_limit=0.0)
-    (16, 24, 16)
+    Examples:
+        >>> make_divisible(256 / 16), make_divisible(20, 8), make_divisible(13, 8, round_limit=0.0)
+        (16, 24, 16)
     """
     min_value = min_value or divisor
     rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
@@ -37,6 +36,19 @@ def make_divisible(value, divisor=8, min_value=None, round_limit=0.9):
     return rounded
 
 
+def reduced_channels(channels, rd_ratio, rd_channels=None, rd_divisor=1):
+    """The bottleneck width of an attention module, as timm's SE, CBAM and GC modules compute
+    it: `rd_channels` where given, else `channels * rd_ratio` rounded to a multiple of
+    `rd_divisor` (without timm's 0.9 round limit).
+
+    Examples:
+        >>> reduced_channels(256, 1 / 16), reduced_channels(100, 1 / 8, rd_divisor=8)
+        (16, 16)
+    """
+    if rd_channels is not None:
+        return rd_channels
+    return make_divisible(channels * rd_ratio, rd_divisor, round_limit=0.0)
+
 def torch_padding(kernel_size, strides=1, dilation_rate=1):
     """The symmetric padding PyTorch (timm's `get_padding`) uses for a convolution.
 
@@ -44,10 +56,9 @@ def torch_padding(kernel_size, strides=1, dilation_rate=1):
     PyTorch network pads both sides equally. An explicit pad of this size followed by a
     `"valid"` convolution computes what PyTorch computes.
 
-    Example:
-
-    >>> torch_padding(7, 2), torch_padding(3, 2, dilation_rate=2)
-    (3, 2)
+    Examples:
+        >>> torch_padding(7, 2), torch_padding(3, 2, dilation_rate=2)
+        (3, 2)
     """
     return ((strides - 1) + dilation_rate * (kernel_size - 1)) // 2
 
@@ -55,10 +66,9 @@ def torch_padding(kernel_size, strides=1, dilation_rate=1):
 def torch_conv_output_size(size, kernel_size, strides=1, dilation_rate=1, padding=0):
     """Output length of a PyTorch convolution or pooling (floor mode); `None` stays `None`.
 
-    Example:
-
-    >>> torch_conv_output_size(224, 7, 2, padding=3), torch_conv_output_size(None, 3)
-    (112, None)
+    Examples:
+        >>> torch_conv_output_size(224, 7, 2, padding=3), torch_conv_output_size(None, 3)
+        (112, None)
     """
     if size is None:
         return None
@@ -96,14 +106,13 @@ class TorchConvGeometry:
         strides: the stride, as PyTorch's `stride`.
         dilation_rate: the dilation, as PyTorch's `dilation`.
 
-    Example:
-
-    >>> import keras
-    >>> geometry = TorchConvGeometry(kernel_size=3, strides=2, dilation_rate=2)
-    >>> conv = keras.layers.Conv2D(64, 3, use_bias=False, **geometry.conv_kwargs)
-    >>> inputs = keras.random.normal((2, 15, 15, 32))
-    >>> tuple(geometry.apply(conv, inputs).shape)  # PyTorch: (15 + 2 * 2 - 4 - 1) // 2 + 1
-    (2, 8, 8, 64)
+    Examples:
+        >>> import keras
+        >>> geometry = TorchConvGeometry(kernel_size=3, strides=2, dilation_rate=2)
+        >>> conv = keras.layers.Conv2D(64, 3, use_bias=False, **geometry.conv_kwargs)
+        >>> inputs = keras.random.normal((2, 15, 15, 32))
+        >>> tuple(geometry.apply(conv, inputs).shape)  # PyTorch: (15 + 2 * 2 - 4 - 1) // 2 + 1
+        (2, 8, 8, 64)
     """
 
     def __init__(self, kernel_size, strides=1, dilation_rate=1):

@@ -52,10 +52,9 @@ class SelectiveKernel(keras.layers.Layer):
     `(batch, new_height, new_width, filters)`, the spatial size that of a PyTorch convolution
     with symmetric padding.
 
-    Example:
-
-    >>> features = keras.Input((None, None, 128))
-    >>> selected = SelectiveKernel(128, strides=2, cardinality=32)(features)
+    Examples:
+        >>> features = keras.Input((None, None, 128))
+        >>> selected = SelectiveKernel(128, strides=2, cardinality=32)(features)
     """
 
     def __init__(

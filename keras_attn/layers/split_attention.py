@@ -52,10 +52,9 @@ class SplitAttention(keras.layers.Layer):
     `radix * cardinality`; output shape: `(batch, new_height, new_width, filters)`, the
     spatial size that of a PyTorch convolution with symmetric padding.
 
-    Example:
-
-    >>> features = keras.Input((None, None, 64))
-    >>> attended = SplitAttention(64, radix=2, cardinality=1)(features)
+    Examples:
+        >>> features = keras.Input((None, None, 64))
+        >>> attended = SplitAttention(64, radix=2, cardinality=1)(features)
     """
 
     def __init__(

@@ -6,7 +6,7 @@ from keras import ops
 from keras_attn.layers import checks, common
 from keras_attn.layers.pointwise_conv import PointwiseConv2D
 from keras_attn.layers.precision import gate_dtype_policy
-from keras_attn.layers.pytorch import make_divisible
+from keras_attn.layers.pytorch import reduced_channels
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
@@ -32,10 +32,9 @@ class SqueezeExcite(keras.layers.Layer):
 
     Input shape: `(batch, height, width, channels)`; output shape: the same.
 
-    Example:
-
-    >>> features = keras.Input((None, None, 256))
-    >>> gated = SqueezeExcite(rd_ratio=1 / 16)(features)   # bottleneck of 16 channels
+    Examples:
+        >>> features = keras.Input((None, None, 256))
+        >>> gated = SqueezeExcite(rd_ratio=1 / 16)(features)   # bottleneck of 16 channels
     """
 
     def __init__(
@@ -59,9 +58,7 @@ class SqueezeExcite(keras.layers.Layer):
 
     def reduced_channels(self, channels):
         """Width of the bottleneck for an input with `channels` channels."""
-        if self.rd_channels is not None:
-            return self.rd_channels
-        return make_divisible(channels * self.rd_ratio, self.rd_divisor, round_limit=0.0)
+        return reduced_channels(channels, self.rd_ratio, self.rd_channels, self.rd_divisor)
 
     def build(self, input_shape):
         # Both widths depend on the input's channel count, so the sublayers are made here.

@@ -17,12 +17,36 @@ import keras
 
 from keras_attn.weights.fetch import save_weights_atomically
 
+__all__ = [
+    "Checkpoints", "MetricsLog", "plot", "TrainingBackup", "write_atomically",
+]
+
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "val_top5", "learning_rate",
            "seconds")
 
 
 def write_atomically(path, data):
-    """Writes bytes or text to `path` through a temporary file and a rename."""
+    """Writes bytes or text to `path` through a temporary file and a rename.
+
+    A reader (or a run resumed after a kill) finds the previous file or the new one, never
+    half of one; the temporary file beside `path` is removed whatever happens.
+
+    Args:
+        path: the file to write (replaced if it exists).
+        data: `bytes` (written as they are) or `str` (written as text).
+
+    Raises:
+        OSError: the file cannot be written (`FileNotFoundError` when its folder is
+            missing).
+
+    Examples:
+        >>> import os
+        >>> write_atomically("config.json", '{"epochs": 2}')
+        >>> open("config.json").read()
+        '{"epochs": 2}'
+        >>> [name for name in os.listdir(".") if name.startswith("config.json")]  # no .part
+        ['config.json']
+    """
     part = f"{path}.part-{uuid.uuid4().hex}"
     mode = "wb" if isinstance(data, bytes) else "w"
     try:
@@ -48,6 +72,21 @@ class TrainingBackup:
         model: the compiled model.
         chief: whether this process owns `backup_dir`.
         worker: a name for this process's scratch folder when it is not the chief.
+
+    Examples:
+        >>> import os, keras
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        >>> model.compile(optimizer="sgd", loss="mse")
+        >>> backup = TrainingBackup("run/backup", model)
+        >>> backup.restore() is None                       # nothing backed up yet
+        True
+        >>> backup.save(epoch=1, step=20, history=[{"epoch": 1, "loss": 0.5}],
+        ...             best={"val_accuracy": 0.9, "epoch": 1})
+        >>> sorted(os.listdir("run/backup"))
+        ['latest', 'state-00001-0000020-...']
+        >>> state = backup.restore()                       # weights and optimizer loaded
+        >>> state["epoch"], state["step"], state["best"]
+        (1, 20, {'val_accuracy': 0.9, 'epoch': 1})
     """
 
     def __init__(self, backup_dir, model, chief=True, worker="0"):
@@ -58,10 +97,16 @@ class TrainingBackup:
         self.backup_dir = backup_dir
 
     def exists(self):
+        """Whether a backup exists (its pointer file, `<backup_dir>/latest`)."""
         return os.path.exists(self.pointer)
 
     def restore(self):
-        """Loads the latest backup into the model; returns its state dict, or None."""
+        """Loads the latest backup into the model (weights and optimizer state).
+
+        Returns:
+            The state saved with it, `{"epoch", "step", "history", "best",
+            "epoch_totals"}`, or None when there is no backup.
+        """
         if not self.exists():
             return None
         with open(self.pointer) as file:
@@ -76,7 +121,19 @@ class TrainingBackup:
     def save(self, epoch, step, history, best, epoch_totals=None):
         """Backs up the state after `step` steps of epoch `epoch` (0-based; step 0: the
         epoch has not started), with the epoch's running `(loss sum, correct, count)` so
-        far, which a resumed epoch continues from."""
+        far, which a resumed epoch continues from.
+
+        The chief writes a new folder, points `latest` at it and removes the previous one
+        (and any left by a run killed mid-save); another worker saves into a scratch folder
+        that it deletes.
+
+        Args:
+            epoch: the epoch, 0-based.
+            step: steps done in that epoch.
+            history: the per-epoch logs so far (JSON-serialisable).
+            best: `{"val_accuracy", "epoch"}` of the best epoch so far.
+            epoch_totals: the epoch's running `(loss sum, correct, count)`, or None.
+        """
         os.makedirs(self.root, exist_ok=True)
         if self.chief:
             self._remove_stale()
@@ -120,7 +177,27 @@ class TrainingBackup:
 
 class Checkpoints(keras.callbacks.Callback):
     """Writes `last.weights.h5` after every epoch and `best.weights.h5` when validation top-1
-    improves (with EMA on, the averaged weights: SwapEMAWeights runs before this)."""
+    improves (with EMA on, the averaged weights: SwapEMAWeights runs before this).
+
+    Both are written atomically (`save_weights_atomically`). Whether the epoch is the best
+    is read from `best`, which the training loop updates before the callbacks run.
+
+    Args:
+        model_dir: the folder the checkpoints go to (`--model_dir`).
+        best: the loop's dict `{"val_accuracy", "epoch"}` (1-based epoch), shared, not copied.
+        chief: whether this process writes into `model_dir`; another worker saves into a
+            scratch folder that it deletes.
+        worker: a name for that scratch folder.
+
+    Examples:
+        >>> import os, keras
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        >>> checkpoints = Checkpoints("run", best={"val_accuracy": 0.9, "epoch": 1})
+        >>> checkpoints.set_model(model)
+        >>> checkpoints.on_epoch_end(0)               # epoch 1 is the best: both are written
+        >>> sorted(name for name in os.listdir("run") if name.endswith(".h5"))
+        ['best.weights.h5', 'last.weights.h5']
+    """
 
     def __init__(self, model_dir, best, chief=True, worker="0"):
         super().__init__()
@@ -139,7 +216,26 @@ class Checkpoints(keras.callbacks.Callback):
 
 class MetricsLog(keras.callbacks.Callback):
     """`metrics.csv` (one row per finished epoch, rewritten whole from the history, so a
-    resumed run neither repeats nor loses an epoch) and, at the end, `metrics.png`."""
+    resumed run neither repeats nor loses an epoch) and, at the end, `metrics.png`.
+
+    Columns: epoch, loss, accuracy, val_loss, val_accuracy, val_top5, learning_rate,
+    seconds (other keys of the history are left out). Only the chief writes.
+
+    Args:
+        model_dir: the folder the files go to (`--model_dir`).
+        history: the loop's list of per-epoch logs, shared, not copied.
+        chief: whether this process writes (the other workers write nothing).
+
+    Examples:
+        >>> history = [{"epoch": 1, "loss": 2.1, "accuracy": 0.3, "val_loss": 1.9,
+        ...             "val_accuracy": 0.4, "val_top5": 0.9, "learning_rate": 0.1,
+        ...             "seconds": 12.5}]
+        >>> log = MetricsLog(".", history)
+        >>> log.on_epoch_end(0)
+        >>> print(open("metrics.csv").read())
+        epoch,loss,accuracy,val_loss,val_accuracy,val_top5,learning_rate,seconds
+        1,2.1,0.3,1.9,0.4,0.9,0.1,12.5
+    """
 
     def __init__(self, model_dir, history, chief=True):
         super().__init__()
@@ -164,7 +260,27 @@ class MetricsLog(keras.callbacks.Callback):
 
 
 def plot(history):
-    """PNG bytes of the loss and accuracy curves of a history."""
+    """PNG bytes of the loss and accuracy curves of a history: `metrics.png` of a run.
+
+    Args:
+        history: per-epoch logs, each with `epoch`, `loss`, `val_loss`, `accuracy` and
+            `val_accuracy` (the rows of `metrics.csv`).
+
+    Returns:
+        The PNG file's bytes: two panels, loss and accuracy against the epoch, training and
+        validation.
+
+    Raises:
+        ImportError: matplotlib is missing (`pip install "keras-attn[train]"`).
+        KeyError: a row lacks one of those keys.
+
+    Examples:
+        >>> history = [{"epoch": e, "loss": 2.0 / e, "val_loss": 2.2 / e,
+        ...             "accuracy": 0.3 * e, "val_accuracy": 0.25 * e} for e in (1, 2, 3)]
+        >>> png = plot(history)
+        >>> png[:8]
+        b'\\x89PNG\\r\\n\\x1a\\n'
+    """
     import matplotlib
 
     matplotlib.use("Agg")

@@ -15,13 +15,35 @@ import tensorflow as tf
 
 from keras_attn import data as image_data
 
+__all__ = [
+    "Data", "describe", "digits", "eval_dataset", "image_folder", "load_data", "Split",
+    "steps_per_epoch", "tfds_dataset", "train_dataset",
+]
+
 AUTOTUNE = tf.data.AUTOTUNE
 IMAGE_EXTENSIONS = image_data.IMAGE_EXTENSIONS
 
 
 @dataclasses.dataclass
 class Split:
-    """Images as a `tf.data.Dataset` of `(uint8 (h, w, 3), int32 label)` and its size."""
+    """Images as a `tf.data.Dataset` of `(uint8 (h, w, 3), int32 label)` and its size.
+
+    The size is kept beside the dataset because a `tf.data` pipeline of decoded files does
+    not know its own length, and the steps per epoch depend on it.
+
+    Attributes:
+        dataset: a `tf.data.Dataset` of `(image, label)`: a uint8 RGB image of any size
+            (height, width, 3) and an int32 class id.
+        size: the number of examples in `dataset`.
+
+    Examples:
+        >>> import numpy as np
+        >>> import tensorflow as tf
+        >>> images, labels = np.zeros((6, 8, 8, 3), "uint8"), np.arange(6, dtype="int32") % 2
+        >>> split = Split(tf.data.Dataset.from_tensor_slices((images, labels)), size=6)
+        >>> split.size, split.dataset.element_spec[0].shape
+        (6, TensorShape([8, 8, 3]))
+    """
 
     dataset: tf.data.Dataset
     size: int
@@ -29,7 +51,11 @@ class Split:
 
 @dataclasses.dataclass
 class Data:
-    """A dataset ready for training.
+    """A dataset ready for training: the two splits, the class names, and how the images
+    may be augmented (what suits handwritten digits does not suit photographs).
+
+    `load_data`, `digits`, `image_folder` and `tfds_dataset` make it; `num_classes` is
+    `len(class_names)`.
 
     Attributes:
         train, val: the splits.
@@ -39,6 +65,11 @@ class Data:
         min_crop: smallest area fraction that the random-resized crop keeps.
         crop_pct: center-crop fraction for evaluation (1.0: resize only).
         skipped: files that could not be decoded and were left out.
+
+    Examples:
+        >>> data = digits()
+        >>> data.num_classes, data.image_size, data.flip, data.crop_pct
+        (10, 32, False, 1.0)
     """
 
     train: Split
@@ -56,7 +87,32 @@ class Data:
 
 
 def load_data(dataset=None, data_dir=None, val_split=0.2, seed=0):
-    """The data `--dataset` or `--data_dir` names (exactly one of them)."""
+    """The data `--dataset` or `--data_dir` names (exactly one of them).
+
+    Args:
+        dataset: "digits" (`digits`, no download) or a TensorFlow Datasets name
+            (`tfds_dataset`); None when `data_dir` is given.
+        data_dir: an image folder (`image_folder`); None when `dataset` is given.
+        val_split: the fraction of each class held out for validation, in (0, 1), where
+            the data has no validation split of its own (digits, a folder without `val/`).
+        seed: seed of that split.
+
+    Returns:
+        A `Data`.
+
+    Raises:
+        ValueError: both or neither of `dataset` and `data_dir`, or `val_split` outside
+            (0, 1); and what `digits`, `image_folder` and `tfds_dataset` raise.
+
+    Examples:
+        >>> data = load_data("digits", val_split=0.2, seed=0)
+        >>> data.train.size, data.val.size
+        (1438, 359)
+        >>> load_data("digits", data_dir="images")
+        Traceback (most recent call last):
+        ...
+        ValueError: Give exactly one of --dataset (e.g. --dataset=digits) and --data_dir; ...
+    """
     if (dataset is None) == (data_dir is None):
         raise ValueError(
             "Give exactly one of --dataset (e.g. --dataset=digits) and --data_dir; received "
@@ -84,7 +140,31 @@ def _stratified_split(labels, val_split, seed):
 
 
 def digits(val_split=0.2, seed=0):
-    """scikit-learn's 1,797 handwritten digits (bundled, no download), as 32x32 RGB images."""
+    """scikit-learn's 1,797 handwritten digits (bundled, no download), as 32x32 RGB images.
+
+    The 8x8 images (values 0-16) are scaled to 0-255, resized bilinearly to 32x32 and
+    repeated over three channels, so that ImageNet networks take them. The split is
+    stratified: `val_split` of each class, at least one image, is held out.
+
+    Args:
+        val_split: the fraction of each class held out for validation.
+        seed: seed of the split.
+
+    Returns:
+        A `Data` with 10 classes ("0" to "9"), `image_size=32`, no flips (a mirrored 2 is no
+        2), crops of at least half the image, and no center crop in evaluation.
+
+    Raises:
+        ImportError: scikit-learn is missing (`pip install "keras-attn[train]"`).
+
+    Examples:
+        >>> data = digits(val_split=0.2, seed=0)
+        >>> data.train.size, data.val.size, data.class_names[:3]
+        (1438, 359, ['0', '1', '2'])
+        >>> image, label = next(iter(data.train.dataset))
+        >>> image.shape, image.dtype.name, label.dtype.name
+        (TensorShape([32, 32, 3]), 'uint8', 'int32')
+    """
     try:
         from sklearn.datasets import load_digits
     except ImportError:
@@ -150,20 +230,51 @@ def _decode(path, label):
 def image_folder(data_dir, val_split=0.2, seed=0):
     """An image folder: `data_dir/<class>/*.jpg`, with `val/` (and `train/`) or `val_split`.
 
-    Files that do not decode are left out and listed in `Data.skipped`. An empty folder, a
-    class without images, or a class present in one split but not the other is an error.
+    The classes are the sub-folders (sorted; images in nested folders count for their
+    class) of `train/` when it exists, else of `data_dir`. A `val/` folder is the
+    validation split; without one, `val_split` of each class is held out. Files with an
+    image extension (`.jpg`, `.jpeg`, `.png`, `.bmp`, `.gif`) that do not decode are left
+    out and listed in `Data.skipped`; each file is decoded once here to find them.
+
+    Args:
+        data_dir: the folder.
+        val_split: the fraction of each class held out when there is no `val/` folder.
+        seed: seed of that split.
+
+    Returns:
+        A `Data` (its `image_size` None: the network's default size).
+
+    Raises:
+        FileNotFoundError: `data_dir` is not a folder.
+        ValueError: no class folder; a class folder without images; `val/` without the
+            training classes (or with others); or a split left without a readable image.
+
+    Examples:
+        >>> import os
+        >>> import tensorflow as tf
+        >>> for name in ("cat", "dog"):
+        ...     os.makedirs(f"pets/{name}")
+        ...     for i in range(3):
+        ...         tf.io.write_file(f"pets/{name}/{i}.png",
+        ...                          tf.io.encode_png(tf.zeros((16, 16, 3), tf.uint8)))
+        >>> tf.io.write_file("pets/dog/broken.png", b"not an image")
+        >>> data = image_folder("pets", val_split=0.3)
+        >>> data.class_names, data.train.size, data.val.size
+        (['cat', 'dog'], 4, 2)
+        >>> data.skipped
+        ['pets/dog/broken.png']
     """
     if not os.path.isdir(data_dir):
         raise FileNotFoundError(f"--data_dir={data_dir!r} is not a folder.")
     val_root = os.path.join(data_dir, "val")
     train_root = os.path.join(data_dir, "train")
-    if not os.path.isdir(train_root) or not os.path.isdir(val_root):
+    if not os.path.isdir(train_root):
         train_root = data_dir
     train_files = _class_files(train_root)
     if not train_files:
         raise ValueError(
-            f"--data_dir={data_dir!r} has no class folders: expected one sub-folder of images "
-            "per class."
+            f"--data_dir={data_dir!r} has no class folders in {train_root!r}: expected one "
+            "sub-folder of images per class."
         )
     val_files = None
     if os.path.isdir(val_root):
@@ -217,7 +328,27 @@ def image_folder(data_dir, val_split=0.2, seed=0):
 
 
 def tfds_dataset(name):
-    """A TensorFlow Datasets classification dataset (its train and validation/test splits)."""
+    """A TensorFlow Datasets classification dataset (its train and validation/test splits).
+
+    The validation split is TFDS's "validation" where the dataset has one, else "test".
+    Grayscale images are made RGB. TFDS downloads and prepares the data on first use.
+
+    Args:
+        name: a TFDS name, e.g. "cifar10" or "imagenette/320px-v2".
+
+    Returns:
+        A `Data` with TFDS's class names and sizes, and the default augmentations.
+
+    Raises:
+        ImportError: tensorflow-datasets is missing.
+        ValueError: TFDS has no dataset `name`.
+
+    Examples:
+        ```python
+        data = tfds_dataset("cifar10")     # downloads CIFAR-10 on first use
+        data.train.size, data.val.size     # (50000, 10000): its train and test splits
+        ```
+    """
     try:
         import tensorflow_datasets as tfds
     except ImportError:
@@ -278,11 +409,50 @@ def _random_resized_crop(image, size, min_crop, flip, seed):
 
 def train_dataset(split, data, *, size, mean, std, global_batch, seed, epoch, randaugment=0,
                   randaugment_factor=0.5, mixup=0.0, cutmix=0.0, skip_batches=0):
-    """One epoch of training batches: the order, the crops and flips, and MixUp / CutMix are
-    fixed by `seed` and `epoch`, so a resumed epoch skips exactly the batches it had done
-    (`skip_batches`) and goes on with the ones an uninterrupted run would have seen. RandAugment
-    is the exception: Keras' layer draws from one generator across the parallel map, so its
-    choices vary from run to run."""
+    """One epoch of training batches, shuffled and augmented.
+
+    Each image gets Inception's random-resized crop (Szegedy et al., "Going Deeper with
+    Convolutions", CVPR 2015, https://arxiv.org/abs/1409.4842: a box of `data.min_crop` to
+    all of the area, aspect 3/4 to 4/3, resized to `size`) and, where `data.flip`, a random
+    horizontal flip; then, if asked, RandAugment (Cubuk et al., 2020,
+    https://arxiv.org/abs/1909.13719) and, per batch, MixUp (Zhang et al., ICLR 2018,
+    https://arxiv.org/abs/1710.09412) or CutMix (Yun et al., ICCV 2019,
+    https://arxiv.org/abs/1905.04899), with Keras' layers.
+
+    The order, the crops and flips, and MixUp / CutMix are fixed by `seed` and `epoch`, so a
+    resumed epoch skips exactly the batches it had done (`skip_batches`) and goes on with
+    the ones an uninterrupted run would have seen. RandAugment is the exception: Keras' layer
+    draws from one generator across the parallel map, so its choices vary from run to run.
+
+    Args:
+        split: the training `Split`.
+        data: its `Data` (classes, `flip`, `min_crop`).
+        size: the output height and width.
+        mean: the per-channel mean, for images in [0, 1].
+        std: the per-channel standard deviation, for images in [0, 1].
+        global_batch: images per batch (across all replicas); the last partial batch is
+            dropped.
+        seed: the run's seed.
+        epoch: the epoch (0-based), drawn with the seed.
+        randaugment: RandAugment operations per image; 0 turns it off.
+        randaugment_factor: RandAugment's magnitude, in [0, 1].
+        mixup: MixUp's alpha; 0 turns it off.
+        cutmix: CutMix's factor; 0 turns it off. With both, each batch uses one at random.
+        skip_batches: batches of the epoch already done (when resuming).
+
+    Returns:
+        A `tf.data.Dataset` of `(images, labels)`: float32 `(global_batch, size, size, 3)`
+        images normalised as `(x / 255 - mean) / std`, and float32 one-hot (or, mixed,
+        soft) labels `(global_batch, classes)`.
+
+    Examples:
+        >>> data = digits()
+        >>> batches = train_dataset(data.train, data, size=32, mean=(0.485, 0.456, 0.406),
+        ...                         std=(0.229, 0.224, 0.225), global_batch=64, seed=0, epoch=0)
+        >>> images, labels = next(iter(batches))
+        >>> images.shape, labels.shape
+        (TensorShape([64, 32, 32, 3]), TensorShape([64, 10]))
+    """
     epoch_seed = seed * 1_000_003 + epoch
     dataset = split.dataset.shuffle(min(split.size, 20_000), seed=epoch_seed,
                                     reshuffle_each_iteration=False)
@@ -340,7 +510,30 @@ def _mixer(mixup, cutmix, seed):
 
 
 def eval_dataset(split, data, *, size, mean, std, global_batch):
-    """All of a split, resized and center-cropped, in global batches (the last one partial)."""
+    """All of a split, resized and center-cropped, in global batches (the last one partial).
+
+    Each image is resized (bilinear) and center-cropped to `size` with `data.crop_pct`
+    (`keras_attn.data.resize_and_center_crop`), then normalised as in `train_dataset`.
+
+    Args:
+        split: the validation `Split`.
+        data: its `Data` (classes, `crop_pct`).
+        size: the output height and width.
+        mean: the per-channel mean, for images in [0, 1].
+        std: the per-channel standard deviation, for images in [0, 1].
+        global_batch: images per batch (across all replicas).
+
+    Returns:
+        A `tf.data.Dataset` of `(images, labels)`: float32 `(batch, size, size, 3)` images and
+        one-hot labels, every example once.
+
+    Examples:
+        >>> data = digits()
+        >>> batches = eval_dataset(data.val, data, size=32, mean=(0.485, 0.456, 0.406),
+        ...                        std=(0.229, 0.224, 0.225), global_batch=100)
+        >>> [int(images.shape[0]) for images, _ in batches]
+        [100, 100, 100, 59]
+    """
     dataset = split.dataset.map(
         lambda image, label: (
             image_data.resize_and_center_crop(image, size, data.crop_pct, "bilinear"),
@@ -355,6 +548,24 @@ def eval_dataset(split, data, *, size, mean, std, global_batch):
 
 
 def steps_per_epoch(split, global_batch, limit=None):
+    """Whole global batches in `split` (the last partial batch dropped), at most `limit`.
+
+    Args:
+        split: the training `Split`.
+        global_batch: images per step, across all replicas.
+        limit: the most steps (`--steps_per_epoch`); None or 0 for no limit.
+
+    Returns:
+        The number of steps per epoch, an int.
+
+    Raises:
+        ValueError: the split holds fewer images than one global batch.
+
+    Examples:
+        >>> data = digits()
+        >>> steps_per_epoch(data.train, 64), steps_per_epoch(data.train, 64, limit=5)
+        (22, 5)
+    """
     steps = split.size // global_batch
     if steps == 0:
         raise ValueError(
@@ -365,7 +576,19 @@ def steps_per_epoch(split, global_batch, limit=None):
 
 
 def describe(data):
-    """One line about the data, for the log."""
+    """One line about the data, for the log.
+
+    Args:
+        data: a `Data`.
+
+    Returns:
+        The sizes of the splits and the number of classes, and of unreadable files skipped
+        if any, as a string.
+
+    Examples:
+        >>> describe(digits())
+        '1438 training and 359 validation images, 10 classes'
+    """
     return (f"{data.train.size} training and {data.val.size} validation images, "
             f"{data.num_classes} classes" +
             (f", {len(data.skipped)} unreadable files skipped" if data.skipped else ""))

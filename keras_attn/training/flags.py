@@ -6,12 +6,47 @@
 
 from absl import flags
 
+__all__ = [
+    "define_flags",
+]
+
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 OPTIMIZERS = ("sgd", "adamw")
 
 
 def define_flags(flag_values=flags.FLAGS):
-    """Defines every flag of `keras-attn train` on `flag_values`."""
+    """Defines every flag of `keras-attn train` on `flag_values`.
+
+    The flags follow the published ImageNet recipes they name: label smoothing (Szegedy et
+    al., "Rethinking the Inception Architecture for Computer Vision", CVPR 2016,
+    https://arxiv.org/abs/1512.00567); linear warm-up and `--scale_lr`'s lr x batch / 256
+    (Goyal et al., "Accurate, Large Minibatch SGD: Training ImageNet in 1 Hour", 2017,
+    https://arxiv.org/abs/1706.02677); cosine decay (Loshchilov and Hutter, "SGDR", ICLR
+    2017, https://arxiv.org/abs/1608.03983); AdamW's decoupled weight decay (Loshchilov and
+    Hutter, ICLR 2019, https://arxiv.org/abs/1711.05101); MixUp (Zhang et al., ICLR 2018,
+    https://arxiv.org/abs/1710.09412), CutMix (Yun et al., ICCV 2019,
+    https://arxiv.org/abs/1905.04899) and RandAugment (Cubuk et al., 2020,
+    https://arxiv.org/abs/1909.13719), through Keras' layers. The Training page of the
+    documentation has their table.
+
+    Args:
+        flag_values: the `absl.flags.FlagValues` to define them on; absl's global `FLAGS`
+            (the program's) by default, or a fresh `flags.FlagValues()` for a notebook or a
+            test.
+
+    Raises:
+        absl.flags.DuplicateFlagError: `flag_values` has one of the flags already (a second
+            call on the same `FlagValues`).
+
+    Examples:
+        >>> from absl import flags
+        >>> flag_values = flags.FlagValues()
+        >>> define_flags(flag_values)
+        >>> flag_values(["train", "--model=seresnet20_cifar", "--dataset=digits", "--epochs=2"])
+        ['train']
+        >>> flag_values.model, flag_values.epochs, flag_values.batch_size, flag_values.lr
+        ('seresnet20_cifar', 2, 128, 0.1)
+    """
 
     def define(kind, name, default, help_text, enum_values=None):
         if kind == "enum":  # DEFINE_enum takes its values before the help text

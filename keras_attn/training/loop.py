@@ -12,9 +12,17 @@ import warnings
 
 import tensorflow as tf
 
+__all__ = [
+    "DistributedLoop",
+]
+
 
 class DistributedLoop:
     """Training and evaluation steps of a compiled Keras model under a strategy.
+
+    A custom loop rather than `model.fit`, which fails under `MultiWorkerMirroredStrategy`
+    in Keras 3 (the module's docstring says why); the same loop runs on one device, on
+    several and on several machines.
 
     Args:
         strategy: the `tf.distribute.Strategy` whose scope built `model`.
@@ -23,6 +31,30 @@ class DistributedLoop:
         eval_loss: the same without training-only terms (label smoothing).
         global_batch_size: examples per step across all replicas.
         jit_compile: compile each replica's forward and backward pass with XLA.
+
+    Examples:
+        >>> import keras
+        >>> import numpy as np
+        >>> import tensorflow as tf
+        >>> strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+        >>> with strategy.scope():
+        ...     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        ...     model.compile(optimizer=keras.optimizers.SGD(0.1))
+        ...     loop = DistributedLoop(
+        ...         strategy, model,
+        ...         loss=keras.losses.CategoricalCrossentropy(from_logits=True, reduction=None),
+        ...         eval_loss=keras.losses.CategoricalCrossentropy(from_logits=True,
+        ...                                                        reduction=None),
+        ...         global_batch_size=8)
+        >>> x = np.random.default_rng(0).random((16, 4), dtype=np.float32)
+        >>> y = np.eye(3, dtype=np.float32)[np.arange(16) % 3]           # one-hot labels
+        >>> batches = strategy.experimental_distribute_dataset(
+        ...     tf.data.Dataset.from_tensor_slices((x, y)).batch(8))
+        >>> loss_sum, correct, count = loop.train_step(iter(batches))
+        >>> count
+        8.0
+        >>> sorted(loop.evaluate(batches))
+        ['val_accuracy', 'val_loss', 'val_top5']
     """
 
     def __init__(self, strategy, model, loss, eval_loss, global_batch_size, jit_compile=False):
@@ -58,8 +90,17 @@ class DistributedLoop:
         return [self.strategy.reduce("SUM", result, axis=None) for result in results]
 
     def train_step(self, iterator):
-        """One optimisation step on the next global batch; returns host floats
-        `(loss_sum, correct, count)` summed over the batch."""
+        """One optimisation step on the next global batch.
+
+        Args:
+            iterator: an iterator over a distributed dataset of `(images, one-hot labels)`
+                (`iter(strategy.experimental_distribute_dataset(...))`).
+
+        Returns:
+            Host floats `(loss_sum, correct, count)` summed over the global batch: the sum
+            of the per-example training losses, the number of top-1 hits, the number of
+            examples.
+        """
         return tuple(float(value) for value in self._train_step(iterator))
 
     def _replica_eval_step(self, images, labels):
@@ -83,7 +124,16 @@ class DistributedLoop:
         return totals
 
     def evaluate(self, dataset):
-        """Loss, top-1 and top-5 accuracy over a distributed dataset (every example once)."""
+        """Loss, top-1 and top-5 accuracy over a distributed dataset (every example once).
+
+        Args:
+            dataset: a distributed dataset of `(images, one-hot labels)`; batches may be
+                partial.
+
+        Returns:
+            `{"val_loss", "val_accuracy", "val_top5"}`: means over the examples, as floats
+            (top-5 is top-k with k = the number of classes when there are fewer than 5).
+        """
         with warnings.catch_warnings():
             # tf.data notes, when a distributed dataset is iterated in a tf.function, that its
             # options are read at trace time; they are (the defaults), so the note is noise.

@@ -16,7 +16,8 @@ import time
 import keras
 from absl import app, flags
 
-from keras_attn.applications import get_model, registry, specs
+from keras_attn import weights as published
+from keras_attn.applications import application, get_model, registry, specs
 from keras_attn.applications.imagenet_utils import mean_and_std
 from keras_attn.layers import checks
 from keras_attn.layers.precision import gate_dtype_policy
@@ -25,6 +26,10 @@ from keras_attn.training import data as training_data
 from keras_attn.training import strategy as distribute
 from keras_attn.training.flags import define_flags
 from keras_attn.training.loop import DistributedLoop
+
+__all__ = [
+    "entry_point", "flag_names", "main", "run", "TrainingRun",
+]
 
 # Flags that change the shape or meaning of the saved state, or that the restored epoch, step
 # and optimizer iterations count in (the data split and order, the batch, the learning-rate
@@ -35,7 +40,19 @@ _STATE_FLAGS = ("model", "weights", "dataset", "data_dir", "optimizer", "ema", "
 
 
 def flag_names():
-    """The names of the training program's flags, in definition order."""
+    """The names of the training program's flags, in definition order.
+
+    Read from a scratch `FlagValues`, so absl's global `FLAGS` is left alone; `run` takes
+    exactly these attributes of its flag values.
+
+    Returns:
+        A list of flag names (without the `--`).
+
+    Examples:
+        >>> names = flag_names()
+        >>> names[:4], "model_dir" in names
+        (['model', 'weights', 'freeze_backbone', 'dataset'], True)
+    """
     scratch = flags.FlagValues()
     define_flags(scratch)
     return list(scratch)
@@ -43,6 +60,11 @@ def flag_names():
 
 def run(flag_values, strategy_override=None):
     """Trains `--model` on the data the flags name; returns a summary dict.
+
+    The flags are checked first (a bad value fails before anything is built or written);
+    then a `TrainingRun` sets up the strategy, data, model and outputs in `--model_dir`,
+    resumes from its backup if there is one, and trains. The global Keras dtype policy is
+    restored afterwards (`--mixed_precision` changes it).
 
     Args:
         flag_values: parsed flags (absl `FLAGS`, or any object with the flags as attributes).
@@ -52,6 +74,38 @@ def run(flag_values, strategy_override=None):
         `{"model": the trained model, "history": [per-epoch logs], "best": {"val_accuracy",
         "epoch"}, "epochs": ..., "seconds": ..., "images_per_second": ..., "skipped": [files],
         "export": the `ExportReport` of --export_dir or None}`.
+
+    Raises:
+        ValueError: a missing or unknown `--model`, no `--model_dir`, a value out of its
+            range, a `--batch_size` that the replicas do not divide or that exceeds the
+            training images, `--sync_bn` with `--jit_compile` on several replicas, a backup
+            that `--noresume` would overwrite or that was taken with other state flags, or
+            bad data (see `keras_attn.training.data.load_data`).
+        FileNotFoundError: `--data_dir` is not a folder.
+        ImportError: the data needs scikit-learn or tensorflow-datasets, not installed.
+        OSError: the published `--weights` cannot be downloaded.
+        FloatingPointError: the loss became NaN or infinite (the message names the step).
+
+    Examples:
+        >>> from absl import flags
+        >>> from keras_attn.training.flags import define_flags
+        >>> flag_values = flags.FlagValues()
+        >>> define_flags(flag_values)
+        >>> _ = flag_values(["train", "--model=seresnet20_cifar", "--dataset=digits",
+        ...                  "--model_dir=runs/digits", "--lr=0"])
+        >>> run(flag_values)
+        Traceback (most recent call last):
+        ...
+        ValueError: --lr must be > 0; received 0.0.
+
+        With good flags it trains (here two epochs on the digits):
+
+        ```python
+        _ = flag_values(["train", "--model=seresnet20_cifar", "--dataset=digits",
+                         "--model_dir=runs/digits", "--epochs=2"])
+        summary = run(flag_values)
+        summary["best"]             # {"val_accuracy": ..., "epoch": ...}
+        ```
     """
     config = {name: getattr(flag_values, name) for name in flag_names()}
     _check_flags(config)
@@ -109,7 +163,32 @@ def _run(config, strategy_override):
 class TrainingRun:
     """One run of the program: `__init__` sets everything up (strategy, data, model in the
     strategy's scope, restored backup, callbacks); `train()` runs the epochs from where the
-    backup left off; `close()` removes a non-chief worker's scratch folders."""
+    backup left off; `close()` removes a non-chief worker's scratch folders.
+
+    `run` checks the flags and then uses this; it is public for programs that want the
+    model, data or callbacks before training. `__init__` does not check the flags' ranges.
+
+    Args:
+        config: `{flag name: value}` for every name of `flag_names()`.
+        strategy_override: a `tf.distribute.Strategy` to use instead of `--strategy`.
+
+    Raises:
+        ValueError: a `--batch_size` the replicas do not divide, `--sync_bn` with
+            `--jit_compile` on several replicas, fewer images than one batch, a backup
+            that `--noresume` would overwrite or that was taken with other state flags, and
+            what loading the data and the weights raises.
+
+    Examples:
+        ```python
+        config = {name: getattr(flag_values, name) for name in flag_names()}
+        training = TrainingRun(config)
+        training.model.summary()
+        try:
+            summary = training.train()
+        finally:
+            training.close()
+        ```
+    """
 
     def __init__(self, config, strategy_override=None):
         self.config = config
@@ -197,6 +276,7 @@ class TrainingRun:
                   f"{self.start_epoch + 1}, step {self.start_step} of {self.steps}.", flush=True)
 
     def close(self):
+        """Removes a non-chief worker's scratch TensorBoard folder (the chief's logs stay)."""
         if not self.chief:
             shutil.rmtree(self.logs_dir, ignore_errors=True)
 
@@ -211,7 +291,11 @@ class TrainingRun:
         return iter(self.strategy.experimental_distribute_dataset(batches))
 
     def train(self):
-        """Runs the remaining epochs; returns the summary `run` returns."""
+        """Runs the remaining epochs; returns the summary `run` returns.
+
+        Raises:
+            FloatingPointError: the loss became NaN or infinite.
+        """
         config, steps, callbacks = self.config, self.steps, self.callbacks
         val_batches = self.strategy.experimental_distribute_dataset(training_data.eval_dataset(
             self.data.val, self.data, size=self.size, mean=self.mean, std=self.std,
@@ -327,7 +411,11 @@ def _build_model(config, weights, num_classes, size):
     """The network with a `num_classes`-way classifier returning logits, named
     `predictions` in every case so its weights load into `get_model(name, classes=...)`."""
     name = config["model"]
-    if weights is None or num_classes == 1000:
+    tag = registry.published_tag(weights)
+    # The classifier of the weights is kept when the data has its classes: 1000, or a tag's.
+    classes = 1000 if tag is None else published.num_classes(
+        name, published.resolve_tag(name, tag))
+    if weights is None or num_classes == classes:
         model = get_model(name, weights=weights, input_shape=(size, size, 3),
                           classes=num_classes, classifier_activation=None)
     else:
@@ -337,7 +425,8 @@ def _build_model(config, weights, num_classes, size):
             num_classes, name="predictions",
             dtype=gate_dtype_policy(keras.config.dtype_policy()),
         )(backbone.output)
-        model = keras.Model(backbone.inputs, logits, name=backbone.name)
+        with application.deep_graph():
+            model = keras.Model(backbone.inputs, logits, name=backbone.name)
     if config["freeze_backbone"]:
         for layer in model.layers:
             layer.trainable = layer.name == "predictions"
@@ -390,6 +479,25 @@ def _report(config, summary, data):
 
 
 def main(argv):
+    """The absl program: `run` with the parsed flags; bad flags, missing files and a diverging
+    run end with a message naming the cause (exit status 1), not a traceback.
+
+    Args:
+        argv: what absl leaves of the command line after parsing the flags: the program's
+            name alone.
+
+    Raises:
+        absl.app.UsageError: arguments beyond the flags (absl prints the usage).
+        SystemExit: status 1 after printing the message, for the errors `run` raises.
+
+    Examples:
+        ```python
+        from absl import app
+        from keras_attn.training.flags import define_flags
+        define_flags()
+        app.run(main)      # what entry_point does, with the help text set up
+        ```
+    """
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     try:
@@ -408,7 +516,24 @@ USAGE: keras-attn train --model=NAME (--dataset=NAME | --data_dir=DIR) --model_d
 
 
 def entry_point(argv=None):
-    """Defines the flags on absl's FLAGS and runs the program (console script, -m)."""
+    """Defines the flags on absl's FLAGS and runs the program (console script, -m).
+
+    `keras-attn train` and `python -m keras_attn.training` call it. It also makes
+    `--help` list the training flags and open with the program's usage.
+
+    Args:
+        argv: the command line, the program's name first; None for `sys.argv`.
+
+    Raises:
+        SystemExit: always, when the program ends (absl's `app.run`): status 0 after
+            training, 1 on an error `main` reports.
+
+    Examples:
+        ```python
+        entry_point(["keras-attn train", "--model=seresnet20_cifar", "--dataset=digits",
+                     "--model_dir=runs/digits", "--epochs=2"])
+        ```
+    """
     define_flags()
     # absl's --help lists the key flags of the module named by sys.argv[0] (the console script,
     # or -m's path): make the training flags key flags of it.

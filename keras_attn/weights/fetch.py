@@ -30,6 +30,11 @@ from keras_attn.applications import specs
 from keras_attn.convert import timm as timm_convert
 from keras_attn.weights import BASE_URL_VARIABLE, checkpoint_url, resolve_tag, tag_info
 
+__all__ = [
+    "cache_dir", "cache_root", "check_safetensors_complete", "check_torch_zip_complete",
+    "download", "load_pretrained", "save_weights_atomically", "sha256_of",
+]
+
 CACHE_SUBDIR = "keras_attn"
 # Lock files live apart from the checkpoints: an empty lock file is nothing a load trusts.
 LOCK_SUBDIR = ".locks"
@@ -40,12 +45,35 @@ STALE_PART_SECONDS = 3600.0
 
 
 def cache_root():
-    """Keras' cache folder: `$KERAS_HOME`, else `~/.keras` (read at call time)."""
+    """Keras' cache folder, where downloaded checkpoints go: `$KERAS_HOME`, else `~/.keras`.
+
+    The variable is read at call time, so a process (or a test) can move the cache.
+
+    Returns:
+        The folder's path, a string (not made if missing).
+
+    Examples:
+        >>> import os
+        >>> os.environ["KERAS_HOME"] = "keras_home"
+        >>> cache_root()
+        'keras_home'
+    """
     root = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
     return root
 
 
 def cache_dir():
+    """The folder of downloaded and converted checkpoints, `<cache_root()>/keras_attn`.
+
+    Returns:
+        The folder's path, a string; the folder is made if missing.
+
+    Examples:
+        >>> import os
+        >>> os.environ["KERAS_HOME"] = "keras_home"
+        >>> cache_dir(), os.path.isdir("keras_home/keras_attn")
+        ('keras_home/keras_attn', True)
+    """
     path = os.path.join(cache_root(), CACHE_SUBDIR)
     os.makedirs(path, exist_ok=True)
     return path
@@ -54,11 +82,34 @@ def cache_dir():
 def load_pretrained(model, spec, weights, include_top):
     """Sets `model`'s weights to the checkpoint `weights` names, from the cache when it can.
 
+    `get_model(name, weights="imagenet")` calls this. The first call downloads the timm
+    checkpoint (`checkpoint_url`), verifies it, converts it into `model` and caches the
+    converted `.weights.h5`; later calls load that file. A damaged cached file is deleted
+    and made again. Processes loading the same tag at once take turns under a file lock.
+
     Args:
         model: the network built from `spec`.
         spec: its `NetworkSpec` (possibly a changed row: the cache keeps one file per row).
         weights: "imagenet" or a tag of `spec.name`.
-        include_top: whether `model` has the classifier.
+        include_top: whether `model` has the classifier (the cache keeps one file for each).
+
+    Returns:
+        `model`, its weights set.
+
+    Raises:
+        ValueError: `spec.name` has no published weights or none tagged `weights`; the
+            checkpoint does not fit `model`; or the download fails its sha256 or does not
+            read whole (it is deleted).
+        OSError: the download failed (nothing is kept; the message says how to work
+            offline).
+
+    Examples:
+        ```python
+        from keras_attn.applications import specs
+        model = keras_attn.applications.get_model("seresnet50")   # random weights
+        load_pretrained(model, specs.get_spec("seresnet50"), "imagenet", include_top=True)
+        # what get_model("seresnet50", weights="imagenet") does
+        ```
     """
     tag = resolve_tag(spec.name, weights)
     converted = os.path.join(cache_dir(), _converted_file_name(spec, tag, include_top))
@@ -105,7 +156,30 @@ def _converted_file_name(spec, tag, include_top):
 
 
 def save_weights_atomically(model, path):
-    """`model.save_weights(path)` that never leaves a half-written file at `path`."""
+    """`model.save_weights(path)` that never leaves a half-written file at `path`.
+
+    The weights go to a temporary file beside `path`, renamed to `path` once whole; the
+    temporary file is removed whatever happens. A process killed while saving leaves
+    the previous file (or none), never a truncated one that a later load would trust.
+
+    Args:
+        model: a built Keras model (or layer).
+        path: the file to write, ending in `.weights.h5` as Keras requires.
+
+    Raises:
+        ValueError: `path` does not end in `.weights.h5` (nothing is written).
+
+    Examples:
+        >>> import os, keras
+        >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+        >>> save_weights_atomically(model, "dense.weights.h5")
+        >>> [name for name in os.listdir(".") if name.startswith("dense")]   # no scratch file
+        ['dense.weights.h5']
+    """
+    path = os.fspath(path)
+    if not path.endswith(".weights.h5"):
+        raise ValueError(f"save_weights_atomically: path={path!r} must end in '.weights.h5' "
+                         "(the suffix Keras' save_weights requires).")
     part = f"{path[: -len('.weights.h5')]}.part-{uuid.uuid4().hex}.weights.h5"
     try:
         model.save_weights(part)
@@ -116,6 +190,25 @@ def save_weights_atomically(model, path):
 
 
 def sha256_of(path):
+    """The SHA-256 of the file at `path`, in hex, read in 1 MiB blocks.
+
+    The manifest's `sha256` of a checkpoint is compared with this.
+
+    Args:
+        path: a file.
+
+    Returns:
+        The digest, 64 lowercase hexadecimal digits.
+
+    Raises:
+        OSError: the file cannot be read (`FileNotFoundError` when missing).
+
+    Examples:
+        >>> with open("abc.txt", "wb") as file:
+        ...     _ = file.write(b"abc")
+        >>> sha256_of("abc.txt")
+        'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad'
+    """
     digest = hashlib.sha256()
     with open(path, "rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):
@@ -151,7 +244,11 @@ def _verified_checkpoint(name, tag):
                 f"save it as {final}, pass a local file (weights='model.safetensors'), or set "
                 f"{BASE_URL_VARIABLE} to a mirror."
             ) from error
-        state = _read_verified(part, name, tag)
+        try:
+            state = _read_verified(part, name, tag)
+        except ValueError as error:
+            raise ValueError(f"{error} The download was deleted; the next call fetches it "
+                             "again.") from error
         yield state
         os.replace(part, final)
     finally:
@@ -162,9 +259,24 @@ def _verified_checkpoint(name, tag):
 def download(url, path, timeout=None):
     """Writes the body at `url` to `path`, with a progress bar.
 
-    Raises an `OSError` when the server cannot be reached, answers with an error, sends no byte
-    for `timeout` seconds (default `DOWNLOAD_TIMEOUT`) or closes the connection before the
-    length it announced.
+    Args:
+        url: an http(s) or file URL.
+        path: the file to write (overwritten). On failure it may hold part of the body:
+            `load_pretrained` downloads into a temporary name and deletes it.
+        timeout: seconds without a byte (or without connecting) before giving up; default
+            `DOWNLOAD_TIMEOUT` (60).
+
+    Raises:
+        OSError: the server cannot be reached, answers with an error (an `HTTPError`),
+            sends no byte for `timeout` seconds, or closes the connection before the length
+            it announced.
+        ValueError: `url` is no URL that urllib opens.
+
+    Examples:
+        ```python
+        from keras_attn.weights import checkpoint_url
+        download(checkpoint_url("seresnet50", "a1_in1k"), "seresnet50.safetensors")
+        ```
     """
     timeout = DOWNLOAD_TIMEOUT if timeout is None else timeout
     print(f"Downloading data from {url}", flush=True)  # as keras.utils.get_file
@@ -204,7 +316,7 @@ def _read_verified(path, name, tag):
         if actual != info["sha256"]:
             raise ValueError(
                 f"The checkpoint downloaded from {url} has sha256 {actual}, but the manifest "
-                f"expects {info['sha256']}: the file is corrupted or was replaced. It was deleted."
+                f"expects {info['sha256']}: the file is corrupted or was replaced."
             )
     if info["format"] == "safetensors":
         check_safetensors_complete(path, url)
@@ -216,14 +328,38 @@ def _read_verified(path, name, tag):
     except ValueError as error:
         raise ValueError(
             f"The {name} {tag!r} checkpoint from {url} cannot be read (a truncated or "
-            f"corrupted download?): {error}. It was deleted."
+            f"corrupted download?): {error}."
         ) from error
 
 
 def check_torch_zip_complete(path, source):
     """Raises when `path` is a zip-format PyTorch file (what torch >= 1.6 writes) with a member
-    that fails its CRC-32: damage that torch.load reads without noticing. A truncated file is
-    no zip archive; it and the older pickle-format files are left to the read."""
+    that fails its CRC-32: damage that torch.load reads without noticing.
+
+    A truncated file is no zip archive; it and the older pickle-format files pass here and
+    are left to the read (`keras_attn.convert.timm.read_checkpoint`), which fails on them.
+
+    Args:
+        path: the downloaded file.
+        source: where it came from (its URL), for the message.
+
+    Raises:
+        ValueError: a member of the archive fails its CRC-32 check, or the archive cannot
+            be read. (`load_pretrained` deletes such a file and says so.)
+
+    Examples:
+        >>> import zipfile
+        >>> with zipfile.ZipFile("model.pth", "w") as archive:
+        ...     archive.writestr("archive/data/0", bytes(range(256)))
+        >>> check_torch_zip_complete("model.pth", "https://example.org/model.pth")  # whole
+        >>> data = bytearray(open("model.pth", "rb").read())
+        >>> data[100] ^= 0xFF                        # a byte of the member flipped
+        >>> _ = open("model.pth", "wb").write(data)
+        >>> check_torch_zip_complete("model.pth", "https://example.org/model.pth")
+        Traceback (most recent call last):
+        ...
+        ValueError: ... member archive/data/0 fails its CRC-32 check.
+    """
     if not zipfile.is_zipfile(path):
         return
     try:
@@ -234,12 +370,37 @@ def check_torch_zip_complete(path, source):
     if damaged is not None:
         raise ValueError(
             f"The checkpoint from {source} is damaged: the zip archive's member {damaged} "
-            "fails its CRC-32 check. It was deleted."
+            "fails its CRC-32 check."
         )
 
 
 def check_safetensors_complete(path, source):
-    """Raises unless `path` is a whole safetensors file (its header accounts for every byte)."""
+    """Raises unless `path` is a whole safetensors file (its header accounts for every byte).
+
+    A safetensors file is an 8-byte header length, a JSON header giving each tensor's byte
+    range, then the data: a download cut short is caught here, before it is read.
+
+    Args:
+        path: the downloaded file.
+        source: where it came from (its URL), for the message.
+
+    Raises:
+        ValueError: the file has no valid header (truncated inside it, or not safetensors),
+            or its size is not the one its header describes. (`load_pretrained` deletes
+            such a file and says so.)
+
+    Examples:
+        >>> import json, struct
+        >>> header = json.dumps({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}})
+        >>> whole = struct.pack("<Q", len(header)) + header.encode() + bytes(8)
+        >>> _ = open("w.safetensors", "wb").write(whole)
+        >>> check_safetensors_complete("w.safetensors", "https://example.org/w.safetensors")
+        >>> _ = open("w.safetensors", "wb").write(whole[:-4])
+        >>> check_safetensors_complete("w.safetensors", "https://example.org/w.safetensors")
+        Traceback (most recent call last):
+        ...
+        ValueError: The checkpoint from https://example.org/w.safetensors is truncated: ...
+    """
     size = os.path.getsize(path)
     with open(path, "rb") as file:
         prefix = file.read(8)
@@ -253,15 +414,22 @@ def check_safetensors_complete(path, source):
     if not isinstance(header, dict):
         raise ValueError(
             f"The file from {source} is not a safetensors checkpoint ({size} bytes, no valid "
-            "header): truncated or not a checkpoint. It was deleted."
+            "header): truncated or not a checkpoint."
         )
-    data_size = max(
-        (entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"),
-        default=0,
-    )
+    try:
+        data_size = max(
+            (int(entry["data_offsets"][1]) for key, entry in header.items()
+             if key != "__metadata__"),
+            default=0,
+        )
+    except (KeyError, TypeError, IndexError, ValueError) as error:  # a header of another shape
+        raise ValueError(
+            f"The file from {source} is not a safetensors checkpoint: its header has no "
+            f"byte range for every tensor ({type(error).__name__}: {error})."
+        ) from error
     expected = 8 + header_size + data_size
     if size != expected:
         raise ValueError(
             f"The checkpoint from {source} is truncated: {size} bytes received, its header "
-            f"describes {expected}. It was deleted."
+            f"describes {expected}."
         )

@@ -29,6 +29,8 @@ SMALL = {
     "resnest50d": dict(NARROW, stem_width=8),
     "resnest50d_4s2x40d": {"widths": (32, 32, 64, 64), "depths": (1, 1, 1, 1), "stem_width": 8},
     "resnest50_fast_1s1x64d": dict(NARROW, stem_width=8),
+    "resnetrs50": dict(NARROW, stem_width=8),
+    "seresnextaa101d_32x8d": dict(GROUPED, stem_width=8),
 }
 
 
@@ -40,10 +42,18 @@ def _size(name):
     return 32 if name.startswith("resnext29") else 64
 
 
-# One network of each family also runs under JAX and PyTorch (tests/backends); the other
-# layouts are the same layers.
-_EVERY_BACKEND = ("seresnet18", "seresnext26d_32x4d", "senet154", "resnext29_8x64d",
-                  "skresnext50_32x4d", "resnest50d")
+def _other_size(name):
+    # Anti-aliased strides need even maps (as timm's): multiples of 32 for those networks.
+    size = _size(name)
+    return (size + 32, size + 64) if "aa" in name else (size + 32, size + 8)
+
+
+# These three also run under JAX and PyTorch (tests/backends): between them every layer the
+# networks are made of (grouped convolution, SqueezeExcite, SelectiveKernel, SplitAttention,
+# FusedBatchNormalization, PointwiseConv2D, anti-aliasing average pools, the D stem and
+# average-pool shortcuts). The other rows are other arrangements of the same layers, which the
+# TensorFlow run checks; each layer's own tests rerun there too.
+_EVERY_BACKEND = ("seresnextaa101d_32x8d", "skresnext50_32x4d", "resnest50d")
 
 
 @pytest.mark.parametrize(
@@ -57,7 +67,7 @@ def test_family_trains_saves_and_takes_any_input_size(name, tmp_path):
     size = _size(name)
     images = testing.random_images((4, size, size, 3))
 
-    for height, width in ((size, size), (size + 32, size + 8)):
+    for height, width in ((size, size), _other_size(name)):
         probabilities = keras.ops.convert_to_numpy(
             model(testing.random_images((2, height, width, 3)), training=False)
         )
@@ -211,6 +221,47 @@ def test_feature_extractor_rejects_foreign_models():
 def test_bad_arguments_raise_a_named_value_error(kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         get_model("resnest50d", **{**NARROW, **kwargs})
+
+
+def test_anti_aliasing_puts_each_pool_where_timm_does():
+    # timm.models.resnet with aa_layer=nn.AvgPool2d: a strided block's 3x3 convolution runs at
+    # stride 1 and AvgPool2d(2) follows its ReLU; replace_stem_pool's convolution runs at
+    # stride 1 and the pool comes before its BatchNorm (maxpool.0 conv, .1 pool, .2 bn); the
+    # shortcut keeps its own pool.
+    model = get_model("resnetrs50", aa_layer="avg", input_shape=(64, 64, 3), classes=5,
+                      stem_width=8, **NARROW)
+    names = [layer.name for layer in model.layers]
+    start = names.index("stem_pool_conv")
+    assert names[start : start + 4] == [
+        "stem_pool_conv", "stem_pool_aa", "stem_pool_bn", "stem_pool_relu"]
+    assert model.get_layer("stem_pool_conv").strides == (1, 1)
+    timm = model.structure.timm_modules
+    assert (timm["stem_pool_conv"], timm["stem_pool_bn"]) == ("maxpool.0", "maxpool.2")
+    block = model.structure.blocks["stage2_block1"]
+    assert block[block.index("stage2_block1_relu2") + 1] == "stage2_block1_aa"
+    assert model.get_layer("stage2_block1_conv2").strides == (1, 1)
+    assert "stage2_block1_down_pool" in block and "stage1_block1_aa" not in names
+    for name in ("stem_pool_aa", "stage2_block1_aa"):
+        pool = model.get_layer(name)
+        assert isinstance(pool, keras.layers.AveragePooling2D)
+        assert (pool.pool_size, pool.strides, pool.padding) == ((2, 2), (2, 2), "valid")
+    # Without the convolution, the anti-aliasing pool is the stem pool itself (AvgPool2d(2)).
+    plain = get_model("resnetaa50d", input_shape=(64, 64, 3), stem_width=8, **NARROW)
+    assert isinstance(plain.get_layer("stem_pool"), keras.layers.AveragePooling2D)
+    assert "stem_pool_pad" not in [layer.name for layer in plain.layers]
+    basic = get_model("resnetaa50d", block="basic", input_shape=(64, 64, 3), stem_width=8,
+                      **NARROW)
+    block = basic.structure.blocks["stage3_block1"]
+    assert block[block.index("stage3_block1_relu1") + 1] == "stage3_block1_aa"
+
+
+def test_anti_aliasing_names_a_map_it_cannot_halve():
+    # 200 -> 100 (stem) -> 50 (pool) -> 50 -> 25, odd where stage 3 halves it.
+    with pytest.raises(ValueError, match=re.escape(
+            "stage3_block1 halves a 25x25 map: with aa_layer='avg' every map a block halves "
+            "must have an even height and width")):
+        get_model("resnetaa50d", input_shape=(200, 200, 3), stem_width=8, **NARROW)
+    get_model("resnetaa50d", input_shape=(65, 65, 3), stem_width=8, **NARROW)  # 33 -> 16
 
 
 def test_cardinality_that_does_not_divide_the_width_is_named():

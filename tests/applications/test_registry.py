@@ -1,6 +1,7 @@
 """Public constructors, preprocessing and decoding."""
 
 import inspect
+import re
 
 import keras
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 import keras_attn
 from keras_attn import applications
 from keras_attn import weights as published
-from keras_attn.applications import constructors, imagenet_utils, registry, specs
+from keras_attn.applications import constructors, get_model, imagenet_utils, registry, specs
 
 EXPECTED_CONSTRUCTORS = {
     "SEResNet18": "seresnet18", "SEResNet34": "seresnet34", "SEResNet50": "seresnet50",
@@ -21,6 +22,16 @@ EXPECTED_CONSTRUCTORS = {
     "ResNeSt50": "resnest50d", "ResNeSt101": "resnest101e", "ResNeSt200": "resnest200e",
     "ResNeSt269": "resnest269e", "SEInceptionV3": "se_inception_v3",
     "SEInceptionResNetV2": "se_inception_resnet_v2", "SEBNInception": "se_bn_inception",
+    "SEResNet152D": "seresnet152d", "SEResNeXt26T": "seresnext26t_32x4d",
+    "SEResNeXt101D": "seresnext101d_32x8d", "SEResNeXtAA101D": "seresnextaa101d_32x8d",
+    "SEResNeXtAA201D": "seresnextaa201d_32x8d", "ResNetAA50D": "resnetaa50d",
+    "ResNetAA101D": "resnetaa101d", "ResNetRS50": "resnetrs50", "ResNetRS101": "resnetrs101",
+    "ResNetRS152": "resnetrs152", "ResNetRS200": "resnetrs200", "ResNetRS270": "resnetrs270",
+    "ResNetRS350": "resnetrs350", "ResNetRS420": "resnetrs420",
+    "ECAResNet26T": "ecaresnet26t", "ECAResNet50D": "ecaresnet50d", "ECAResNet50T": "ecaresnet50t",
+    "ECAResNetLight": "ecaresnetlight", "ECAResNet101D": "ecaresnet101d",
+    "ECAResNet269D": "ecaresnet269d", "CBAMResNet18": "cbamresnet18",
+    "CBAMResNet50": "cbamresnet50", "GCResNet50": "gcresnet50",
 }
 KERAS_APPLICATION_ARGS = [
     "include_top", "weights", "input_tensor", "input_shape", "pooling", "classes",
@@ -123,3 +134,37 @@ def test_decode_predictions_returns_the_best_classes_first():
         applications.decode_predictions(preds, top=0)
     assert applications.decode_predictions(preds, top=np.int64(2)) == [
         row[:2] for row in decoded]
+
+
+def test_decode_predictions_names_what_it_cannot_decode():
+    # ImageNet-12k classifiers (timm's in12k tags, 11821 classes) have no class index here.
+    with pytest.raises(ValueError, match=re.escape(
+            "received an array of shape (2, 11821). 11821 classes are those of ImageNet-12k "
+            "(the published tags resnetaa101d.sw_in12k, resnetaa50d.sw_in12k, "
+            "resnetaa50d.d_in12k, seresnextaa101d_32x8d.sw_in12k, "
+            "seresnextaa201d_32x8d.sw_in12k), which it cannot decode.")):
+        applications.decode_predictions(np.zeros((2, 11821)))
+    preds = np.zeros((2, 1000))
+    with pytest.raises(ValueError, match=re.escape(
+            "the seresnextaa101d_32x8d weights 'sw_in12k' classify 11821 (ImageNet-12k), which "
+            "it cannot decode")):
+        applications.decode_predictions(preds, model="seresnextaa101d_32x8d", weights="sw_in12k")
+    # Its ImageNet-1k fine-tuned tags decode.
+    decoded = applications.decode_predictions(preds, top=1, model="seresnextaa101d_32x8d",
+                                              weights="imagenet")
+    assert [len(row) for row in decoded] == [1, 1]
+    with pytest.raises(ValueError, match="`weights` needs `model`"):
+        applications.decode_predictions(preds, weights="sw_in12k")
+
+
+def test_published_classifier_sets_the_class_count():
+    # The ImageNet-12k tag builds its 11821-way classifier unless told otherwise, and says so
+    # when told otherwise; its include_top=False backbone takes any head.
+    with pytest.raises(ValueError, match=re.escape(
+            "The resnetaa50d weights 'sw_in12k' classify 11821 classes (ImageNet-12k); "
+            "received classes=1000 with include_top=True")):
+        applications.ResNetAA50D(weights="sw_in12k")
+    with pytest.raises(ValueError, match=re.escape(
+            "The resnetrs50 weights 'tf_in1k' classify 1000 classes (ImageNet-1k); received "
+            "classes=10")):
+        get_model("resnetrs50", weights="imagenet", classes=10)

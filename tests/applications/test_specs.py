@@ -25,6 +25,15 @@ EXPECTED_NAMES = {
     "resnest50_fast_1s4x24d",
     "sknet101", "resnext29_8x64d", "resnext29_16x64d", "seresnet20_cifar",
     "se_inception_v3", "se_inception_resnet_v2", "se_bn_inception",
+    # timm's later SE, anti-aliased and weakly supervised networks, and ResNet-RS.
+    "seresnet152d", "seresnet200d", "seresnet269d", "seresnext26t_32x4d",
+    "seresnext101d_32x8d", "seresnetaa50d", "seresnextaa101d_32x8d", "seresnextaa201d_32x8d",
+    "resnetrs50", "resnetrs101", "resnetrs152", "resnetrs200", "resnetrs270", "resnetrs350",
+    "resnetrs420", "resnetaa50d", "resnetaa101d", "resnext101_32x16d", "resnext101_32x32d",
+    # ECA, CBAM and Global Context.
+    "ecaresnet26t", "ecaresnet50d", "ecaresnet50t", "ecaresnetlight", "ecaresnet101d",
+    "ecaresnet200d", "ecaresnet269d", "ecaresnext26t_32x4d", "ecaresnext50t_32x4d",
+    "cbamresnet18", "cbamresnet50", "gcresnet50",
 }
 
 
@@ -93,11 +102,15 @@ def test_unknown_name_suggests_close_names():
         ({"stem": "deeper"}, "stem='deeper'"),
         ({"shortcut": "pool"}, "shortcut='pool'"),
         ({"shortcut_kernel": 2}, "shortcut_kernel=2"),
-        ({"gate": "cbam"}, "gate='cbam'"),
+        ({"gate": "nonlocal"}, "gate='nonlocal'"),
         ({"conv": "dynamic"}, "conv='dynamic'"),
         ({"conv_args": {"radx": 2}}, "['radx']"),
         ({"gate_args": {"reduction": 16}}, "['reduction']"),
         ({"colour": "red"}, "['colour']"),
+        ({"aa_layer": "blur"}, "aa_layer='blur'"),
+        ({"stem_pool": "avg"}, "stem_pool='avg'"),
+        ({"aa_layer": "avg"}, "`aa_layer`='avg' (timm's anti-aliasing in resnet.py) needs "
+                              "conv in ('plain',); received conv='splat'"),
     ],
 )
 def test_bad_rows_raise_a_named_value_error(changes, message):
@@ -105,6 +118,51 @@ def test_bad_rows_raise_a_named_value_error(changes, message):
         specs.get_spec("resnest50d").replace(**changes)
 
 
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"avd": True}, "needs avd in (False,); received avd=True"),
+        ({"stem_pool": "max_ceil"},
+         "needs stem_pool in ('max', 'conv', None); received stem_pool='max_ceil'"),
+        ({"stride_in_1x1": True}, "needs stride_in_1x1 in (False,); received stride_in_1x1=True"),
+        ({"timm_layout": "sknet"},
+         "needs timm_layout in ('resnet',); received timm_layout='sknet'"),
+        ({"aa_layer": None, "stem_pool": "conv", "timm_layout": "senet"},
+         "senet.py has no such module. Received stem_pool='conv' with timm_layout='senet'"),
+    ],
+)
+def test_anti_aliasing_and_the_convolution_stem_pool_take_timms_layouts_only(changes, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        specs.get_spec("resnetaa50d").replace(**changes)
+
+
 def test_basic_blocks_reject_grouped_bottleneck_settings():
     with pytest.raises(ValueError, match="cardinality=4"):
         specs.get_spec("seresnet18").replace(cardinality=4)
+
+
+def test_timm_rows_say_what_timm_builds():
+    # timm.models.resnet's model_args: 't' is the tiered deep stem with average-pool shortcuts,
+    # 'aa' average-pool anti-aliasing, ResNet-RS a strided convolution for the stem pool and SE
+    # gates a quarter of the channels wide.
+    tiered = specs.get_spec("seresnext26t_32x4d")
+    assert (tiered.stem, tiered.stem_width, tiered.shortcut) == ("deep_tiered", 32, "avg")
+    for name in ("resnetaa50d", "resnetaa101d", "seresnetaa50d", "seresnextaa101d_32x8d",
+                 "seresnextaa201d_32x8d"):
+        spec = specs.get_spec(name)
+        assert (spec.aa_layer, spec.stem, spec.shortcut, spec.stem_pool) == (
+            "avg", "deep", "avg", "max")
+    assert specs.get_spec("seresnextaa201d_32x8d").stem_width == 64
+    for name in list_models("resnetrs*"):
+        spec = specs.get_spec(name)
+        assert (spec.stem_pool, spec.gate, dict(spec.gate_args), spec.aa_layer) == (
+            "conv", "se", {"rd_ratio": 0.25}, None)
+    assert specs.get_spec("resnetrs420").depths == (4, 44, 87, 4)
+    assert specs.get_spec("resnext101_32x32d").base_width == 32
+
+
+def test_the_stem_pool_convolution_keeps_timms_module_names():
+    # timm's replace_stem_pool: maxpool = Sequential(conv, [aa], bn, act).
+    plain = specs.get_spec("resnetrs50")
+    assert plain.timm_stem_pool() == ("maxpool.0", "maxpool.1")
+    assert plain.replace(aa_layer="avg").timm_stem_pool() == ("maxpool.0", "maxpool.2")

@@ -22,12 +22,19 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # LLVM passes at level 0 took the JAX rerun of the `backends` tests from 357 s to 254 s on the
 # 2-core CI machine, every test passing at the same tolerances.
 _FAST_COMPILE = "--xla_backend_optimization_level=0"
+# PyTorch's OpenMP threads spin while they wait for each other; beside another busy process
+# (the other pytest-xdist worker) they wait on threads that are not running. These tensors are
+# too small to gain from threads: one thread took the PyTorch rerun of the `backends` tests from
+# 62 s to 12 s (process CPU time 44 s to 9 s) on the 2-core machine with other work running.
+_ONE_TORCH_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
 def run(args, backend, timeout, **env):
     environment = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2", **env)
     if backend == "jax":
         environment["XLA_FLAGS"] = f"{environment.get('XLA_FLAGS', '')} {_FAST_COMPILE}".strip()
+    if backend == "torch":
+        environment.update(_ONE_TORCH_THREAD)
     result = subprocess.run([sys.executable, *args], cwd=ROOT, env=environment,
                             capture_output=True, text=True, timeout=timeout)
     output = result.stdout + result.stderr
@@ -35,8 +42,11 @@ def run(args, backend, timeout, **env):
     return output
 
 
-def run_worker(command, folder, backend, **env):
-    return run(["-m", "tests.backends.worker", command, str(folder)], backend, 900, **env)
+def run_worker(command, folder, backend, *more, **env):
+    """Runs `tests.backends.worker` under `backend`; `more` holds further command, folder
+    pairs for the same process."""
+    arguments = [str(argument) for argument in (command, folder, *more)]
+    return run(["-m", "tests.backends.worker", *arguments], backend, 900, **env)
 
 
 def assert_backend_independent_tests_pass(backend):
@@ -59,8 +69,8 @@ def assert_keras_files_move(backend, tmp_path):
     ours.mkdir()
     theirs.mkdir()
     worker.save(str(ours))
-    run_worker("load", ours, backend)  # saved here, loaded there
-    run_worker("save", theirs, backend)  # saved there, loaded here
+    # Saved here, loaded there; then saved there (one process), loaded here.
+    run_worker("load", ours, backend, "save", theirs)
     worker.load(str(theirs))
     for family in worker.FAMILIES:
         for folder, reader in ((ours, backend), (theirs, here)):

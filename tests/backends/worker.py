@@ -2,6 +2,7 @@
 
     KERAS_BACKEND=jax python -m tests.backends.worker save DIR   # writes DIR/<family>.keras + .npz
     KERAS_BACKEND=jax python -m tests.backends.worker load DIR   # DIR/<family>.<backend>.npz
+    KERAS_BACKEND=jax python -m tests.backends.worker load DIR1 save DIR2   # both, in order
     KERAS_BACKEND=jax XLA_FLAGS=--xla_force_host_platform_device_count=2 \
         python -m tests.backends.worker data_parallel DIR        # DIR/data_parallel.npz
 """
@@ -16,16 +17,21 @@ from keras_attn import testing
 from keras_attn.applications import get_model
 
 _SMALL = {"widths": (16, 32, 64, 128), "depths": (1, 1, 1, 1), "input_shape": (64, 64, 3)}
-# One small network of every family (grouped convolutions, SE, SK and split attention).
+# Small networks that between them hold every layer this package saves in a `.keras` file:
+# GroupedConv2D, FusedBatchNormalization, PointwiseConv2D (in the gates), SqueezeExcite,
+# SelectiveKernel, SplitAttention, and, in the gate slot of three of them, ECA, CBAM and Global
+# Context. The other networks (SENet, ResNeXt, SE-BN-Inception, ...) are Keras' own layers
+# arranged around these.
 FAMILIES = {
-    "resnest": ("resnest50d", dict(_SMALL, stem_width=8)),
-    "seresnext": ("seresnext26d_32x4d", dict(_SMALL, cardinality=4, stem_width=8)),
-    "senet": ("senet154", dict(_SMALL, cardinality=4, stem_width=8, base_width=16)),
-    "sknet": ("skresnext50_32x4d", dict(_SMALL, cardinality=4)),
-    "resnext": ("resnext29_8x64d", {"widths": (8, 16, 32), "depths": (1, 1, 1),
-                                    "cardinality": 2, "input_shape": (32, 32, 3)}),
-    "se_inception": ("se_bn_inception", {"input_shape": (96, 96, 3)}),
+    "resnest_eca": ("resnest50d", dict(_SMALL, stem_width=8, gate="eca")),
+    "seresnextaa": ("seresnextaa101d_32x8d", dict(_SMALL, cardinality=4, stem_width=8)),
+    "sknet_cbam": ("skresnext50_32x4d", dict(_SMALL, cardinality=4, gate="cbam")),
+    "resnext_gc": ("resnext29_8x64d", {"widths": (8, 16, 32), "depths": (1, 1, 1),
+                                       "cardinality": 2, "gate": "gc",
+                                       "input_shape": (32, 32, 3)}),
 }
+# The data-parallel step's network: grouped convolutions, SE gates and BatchNorm statistics.
+_DATA_PARALLEL = ("seresnext26d_32x4d", dict(_SMALL, cardinality=4, stem_width=8))
 
 
 def _outputs(model, images):
@@ -61,7 +67,7 @@ def data_parallel(folder):
     import jax
 
     devices = jax.devices()
-    name, overrides = FAMILIES["seresnext"]
+    name, overrides = _DATA_PARALLEL
     images = testing.random_images((8, 64, 64, 3))
     labels = np.arange(8) % 5
 
@@ -86,5 +92,8 @@ def data_parallel(folder):
              **arrays)
 
 if __name__ == "__main__":
-    command, folder = sys.argv[1:]
-    {"save": save, "load": load, "data_parallel": data_parallel}[command](folder)
+    # COMMAND DIR pairs, run in order in this one process (each process start imports the
+    # backend and Keras again).
+    arguments = sys.argv[1:]
+    for command, folder in zip(arguments[::2], arguments[1::2], strict=True):
+        {"save": save, "load": load, "data_parallel": data_parallel}[command](folder)

@@ -3,7 +3,7 @@ CPU runtime in float32, the `.xml` and `.bin` put in place together or not at al
 
 import os
 import re
-import tempfile
+import shutil
 
 import numpy as np
 import openvino as ov
@@ -11,20 +11,12 @@ import pytest
 
 from keras_attn import export
 from keras_attn.export import files, openvino_export, serving
-from tests.export.conftest import grouped_convolutions, small_model
+from tests.export.conftest import (RUNTIME_EXPORT_FAMILIES, exported_once,
+                                   grouped_convolutions)
 
 
 def _pixels(count, seed, size=64):
     return np.random.default_rng(seed).uniform(0, 255, (count, size, size, 3)).astype("float32")
-
-
-@pytest.fixture
-def scratch(tmp_path, monkeypatch):
-    """The system's temporary folder, redirected to an empty folder the test can look into."""
-    folder = tmp_path / "system_tmp"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    return folder
 
 
 def _graph_groups(path):
@@ -34,10 +26,31 @@ def _graph_groups(path):
                   for op in model.get_ops() if op.get_type_name() == "GroupConvolution")
 
 
-def test_every_family_matches_keras_in_float32(runtime_family, tmp_path):
-    model = small_model(runtime_family)
-    path = tmp_path / "model.xml"
-    report = export.openvino(model, path)
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """`exported(family)`: the family's model, IR and report, exported once for the module."""
+    return exported_once(tmp_path_factory, export.openvino, "model.xml")
+
+
+# The network of the tests of the export's other parts, and what their conversion returns:
+# a copy of its IR, converted once.
+NETWORK = "SE-ResNeXt-AA"
+
+
+def _copy_of(xml):
+    # shutil's copyfile as it is now: the tests below replace it where the export copies.
+    copy = shutil.copyfile
+
+    def convert(model, config, path):
+        copy(xml, path)
+        copy(openvino_export.weights_file(str(xml)), openvino_export.weights_file(path))
+    return convert
+
+
+@pytest.mark.parametrize("family", RUNTIME_EXPORT_FAMILIES)
+def test_every_layer_kind_matches_keras_in_float32(family, exported):
+    model, path, report = exported(family)
+    tmp_path = path.parent
     assert report.max_abs_error <= 1e-4 and report.top1_agreement == 1.0
     assert (report.format, report.quantization, report.path) == ("openvino", None, str(path))
     assert sorted(os.listdir(tmp_path)) == ["model.bin", "model.xml"]
@@ -57,9 +70,8 @@ def test_every_family_matches_keras_in_float32(runtime_family, tmp_path):
                                    rtol=0)
 
 
-def test_the_report_says_which_precision_openvino_chooses(tmp_path, monkeypatch, capsys):
-    model = small_model("SE-ResNeXt")
-    report = export.openvino(model, tmp_path / "model.xml")
+def test_the_report_says_which_precision_openvino_chooses(exported, tmp_path, monkeypatch):
+    model, xml, report = exported(NETWORK)
     default = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").to_string()
     assert default == openvino_export.default_precision()
     (note,) = report.notes
@@ -71,17 +83,16 @@ def test_the_report_says_which_precision_openvino_chooses(tmp_path, monkeypatch,
     # Where the default is bfloat16, the report measures it against Keras (seen here by
     # making this CPU's OpenVINO report bf16; it then computes as it does by default).
     monkeypatch.setattr(openvino_export, "default_precision", lambda: "bf16")
-    report = export.openvino(model, tmp_path / "model.xml", overwrite=True)
+    monkeypatch.setattr(openvino_export, "convert", _copy_of(xml))
+    report = export.openvino(model, tmp_path / "model.xml")
     assert re.fullmatch(r"OpenVINO's default precision on this CPU is bf16: max abs error "
                         r"\S+, top-1 agreement \S+% against Keras on these images \(verified "
                         r'in f32\)\. Compile with \{"INFERENCE_PRECISION_HINT": "f32"\} for '
                         r"float32, or keep bf16 for speed\.", report.notes[0])
 
 
-def test_bad_input_gets_openvinos_error_and_run_openvino_names_it(tmp_path):
-    model = small_model("SE-ResNeXt")
-    path = tmp_path / "model.xml"
-    export.openvino(model, path)
+def test_bad_input_gets_openvinos_error_and_run_openvino_names_it(exported):
+    path = exported(NETWORK)[1]
     compiled = ov.Core().compile_model(str(path), "CPU")
     images = _pixels(2, seed=4)
     for wrong in (images[0], np.concatenate([images, images[..., :1]], -1)):
@@ -98,8 +109,8 @@ def test_bad_input_gets_openvinos_error_and_run_openvino_names_it(tmp_path):
     assert compiled({"images": images})["probabilities"].shape == (2, 10)
 
 
-def test_existing_files_are_replaced_only_when_asked(tmp_path, monkeypatch):
-    model = small_model("SE-ResNeXt")
+def test_existing_files_are_replaced_only_when_asked(exported, tmp_path, monkeypatch):
+    model, converted_once, _ = exported(NETWORK)
     xml, weights = tmp_path / "model.xml", tmp_path / "model.bin"
     converted = []
     monkeypatch.setattr(openvino_export, "convert", lambda *args: converted.append(args))
@@ -112,7 +123,7 @@ def test_existing_files_are_replaced_only_when_asked(tmp_path, monkeypatch):
         existing.unlink()
     xml.write_bytes(b"previous")
     weights.write_bytes(b"previous")
-    monkeypatch.undo()
+    monkeypatch.setattr(openvino_export, "convert", _copy_of(converted_once))
     export.openvino(model, xml, overwrite=True)
     assert sorted(os.listdir(tmp_path)) == ["model.bin", "model.xml"]
     assert export.run_openvino(xml, _pixels(1, seed=5)).shape == (1, 10)
@@ -121,8 +132,10 @@ def test_existing_files_are_replaced_only_when_asked(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("overwrite", [False, True])
-def test_the_pair_lands_together_or_not_at_all(overwrite, tmp_path, scratch, monkeypatch):
-    model = small_model("SE-ResNeXt")
+def test_the_pair_lands_together_or_not_at_all(overwrite, exported, tmp_path, scratch,
+                                               monkeypatch):
+    model, converted_once, _ = exported(NETWORK)
+    monkeypatch.setattr(openvino_export, "convert", _copy_of(converted_once))
     folder = tmp_path / "out"
     folder.mkdir()
     xml = folder / "model.xml"

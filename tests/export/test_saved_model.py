@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from keras_attn import data, export
 from keras_attn.applications import get_model, imagenet_utils
 from keras_attn.export import saved_model_export, serving
 from keras_attn.layers import grouped_conv, grouped_conv_implementation
-from tests.export.conftest import small_model
+from tests.export.conftest import SAVED_MODEL_FAMILIES, small_model
 from tests.processes import wait_for_line
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -25,10 +26,40 @@ def _encoded(image, format):
     return encode(image).numpy()
 
 
-def test_every_family_reloads_in_a_fresh_process_equal_to_keras(family_model, tmp_path):
-    report = export.saved_model(family_model, tmp_path / "serving")
-    assert report.path == str(tmp_path / "serving" / "1")
-    assert sorted(os.listdir(tmp_path / "serving")) == ["1"]
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory):
+    """`exports(family)`: the family's model, base folder, labels and report, exported once
+    for the module, with labels and `top_k` (of NumPy's int type: NumPy's ints are ints)."""
+    done = {}
+
+    def export_once(family):
+        if family not in done:
+            model = small_model(family)
+            base = tmp_path_factory.mktemp(family) / "serving"
+            labels = [f"digit {i}" for i in range(10)]
+            report = export.saved_model(model, base, labels=labels, top_k=np.int64(3))
+            done[family] = model, base, labels, report
+        return done[family]
+
+    return export_once
+
+
+# The network of the tests of the signatures and of the export's other parts: one of the
+# families above, whose export they read.
+NETWORK = "SE-ResNeXt-AA"
+
+
+@pytest.fixture(scope="module")
+def exported(exports):
+    model, base, labels, _ = exports(NETWORK)
+    return model, base, labels, tf.saved_model.load(str(base / "1"))
+
+
+@pytest.mark.parametrize("family", SAVED_MODEL_FAMILIES)
+def test_every_layer_kind_reloads_in_a_fresh_process_equal_to_keras(family, exports):
+    family_model, base, _, report = exports(family)
+    assert report.path == str(base / "1")
+    assert sorted(os.listdir(base)) == ["1"]
     # Computed in a subprocess that imports TensorFlow only (tf.saved_model.load).
     assert report.max_abs_error <= 1e-5
     assert report.top1_agreement == 1.0 and report.images == 4
@@ -47,15 +78,6 @@ def test_native_grouped_convolutions_only_when_asked_and_why(tmp_path):
     images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     with pytest.raises(RuntimeError, match="does not support grouped convolutions"):
         saved_model_export._reload_and_run(report.path, images, portable=True)
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    model = small_model("SE-ResNeXt")
-    base = tmp_path_factory.mktemp("serving") / "seresnext"
-    labels = [f"digit {i}" for i in range(10)]
-    export.saved_model(model, base, labels=labels, top_k=np.int64(3))  # NumPy's ints are ints
-    return model, base, labels, tf.saved_model.load(str(base / "1"))
 
 
 def test_serving_bytes_gives_keras_top_classes_on_jpeg_and_png(exported):
@@ -109,9 +131,11 @@ def test_saved_model_cli_lists_both_signatures(exported):
 
 def test_an_interrupted_export_leaves_no_version_and_the_next_one_follows(exported, tmp_path,
                                                                          monkeypatch):
-    model = exported[0]
+    model, exported_base = exported[:2]
     base = tmp_path / "serving"
-    export.saved_model(model, base, version=np.int64(3))
+    # A version already there: the module's export, copied (an export of its own would verify
+    # in a second fresh process, and only the versions' names matter here).
+    shutil.copytree(exported_base / "1", base / "3")
 
     def write_half_then_fail(model, path, functions):
         os.makedirs(os.path.join(path, "variables"))
@@ -125,8 +149,9 @@ def test_an_interrupted_export_leaves_no_version_and_the_next_one_follows(export
             export.saved_model(model, base)
     assert sorted(os.listdir(base)) == ["3"]
     assert export.saved_model(model, base).path == str(base / "4")
+    # NumPy's ints are versions too: refused for the version that exists, not for its type.
     with pytest.raises(FileExistsError, match="Version 3 exists already"):
-        export.saved_model(model, base, version=3)
+        export.saved_model(model, base, version=np.int64(3))
     assert sorted(os.listdir(base)) == ["3", "4"]
 
 
@@ -158,31 +183,36 @@ export.saved_model(get_model("seresnet20_cifar", classes=10), base)
 """
 
 
-@pytest.mark.parametrize("point", ["writing", "verifying"])
-def test_an_export_killed_outright_leaves_no_version_and_the_next_one_succeeds(tmp_path,
-                                                                              point):
+def test_exports_killed_outright_leave_no_version_and_the_next_one_succeeds(tmp_path):
+    # Both points at once, into the same folder: two processes, each killed where it stopped,
+    # and one export after both.
     base = tmp_path / "serving"
     environment = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    with open(tmp_path / "stderr", "wb") as stderr:
-        process = subprocess.Popen([sys.executable, "-c", EXPORT_THAT_STOPS, str(base), point],
-                                   env=environment, stdout=subprocess.PIPE, stderr=stderr,
-                                   bufsize=0)
+    processes = {}
     try:
-        wait_for_line(process, point)
-        staged = [(folder, sorted(os.listdir(base / folder))) for folder in os.listdir(base)]
-        process.kill()
-        process.wait()
-    finally:
-        if process.poll() is None:
+        for point in ("writing", "verifying"):
+            with open(tmp_path / f"{point}.stderr", "wb") as stderr:
+                processes[point] = subprocess.Popen(
+                    [sys.executable, "-c", EXPORT_THAT_STOPS, str(base), point],
+                    env=environment, stdout=subprocess.PIPE, stderr=stderr, bufsize=0)
+        for point, process in processes.items():
+            wait_for_line(process, point)
+        staged = {folder: sorted(os.listdir(base / folder)) for folder in os.listdir(base)}
+        for process in processes.values():
             process.kill()
             process.wait()
-        process.stdout.close()
-    assert process.returncode == -signal.SIGKILL
-    # Killed half-way: the variables written, the graph not, or the whole folder not yet
-    # verified; under a hidden name either way.
-    [(folder, contents)] = staged
-    assert folder.startswith(".incomplete-1-")
-    assert ("saved_model.pb" in contents) == (point == "verifying") and "variables" in contents
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            process.stdout.close()
+    assert [process.returncode for process in processes.values()] == [-signal.SIGKILL] * 2
+    # Killed half-way: the variables written, the graph not (the one stopped writing), or the
+    # whole folder not yet verified (the other); under a hidden name either way.
+    assert len(staged) == 2 and all(name.startswith(".incomplete-1-") for name in staged)
+    assert sorted(("saved_model.pb" in contents, "variables" in contents)
+                  for contents in staged.values()) == [(False, True), (True, True)]
     # TF Serving serves the folders named by an integer (its versions): there is none, and
     # the next export takes version 1 and lands whole.
     assert not [name for name in os.listdir(base) if name.isdigit()]
@@ -202,6 +232,13 @@ def test_a_failed_verification_writes_nothing(exported, tmp_path, monkeypatch):
     model = exported[0]
     monkeypatch.setattr(saved_model_export, "_reload_and_run",
                         lambda path, images, portable: np.zeros((len(images), 10), "float32"))
+
+    def write_stand_in(model, path, functions):  # what is written does not matter here
+        os.makedirs(os.path.join(path, "variables"))
+        with open(os.path.join(path, "saved_model.pb"), "wb") as file:
+            file.write(b"a SavedModel")
+
+    monkeypatch.setattr(serving, "write_saved_model", write_stand_in)
     with pytest.raises(export.ExportVerificationError, match="max abs error .* > 1e-05"):
         export.saved_model(model, tmp_path / "serving" / "model")
     assert os.listdir(tmp_path) == []  # the folders it made are gone too

@@ -10,7 +10,7 @@ import pytest
 from keras_attn import export
 from keras_attn.applications import get_model, imagenet_utils
 from keras_attn.export import serving, tflite_export
-from tests.export.conftest import FAMILIES, small_model
+from tests.export.conftest import FAMILIES, REPRESENTATIVE, small_model
 
 # Builtin operators are named in capitals (CONV_2D); Flex ops ("FlexConv2D") and custom ops
 # are not.
@@ -21,7 +21,9 @@ def _calibration(seed=1, count=8):
     return np.random.default_rng(seed).uniform(0, 255, (count, 64, 64, 3)).astype("float32")
 
 
-def test_every_family_converts_to_builtins_within_1e4_of_keras(family_model, tmp_path):
+@pytest.mark.parametrize("family", REPRESENTATIVE)
+def test_every_layer_kind_converts_to_builtins_within_1e4_of_keras(family, tmp_path):
+    family_model = small_model(family)
     path = tmp_path / "model.tflite"
     report = export.tflite(family_model, path)
     assert report.max_abs_error <= 1e-4 and report.top1_agreement == 1.0
@@ -36,10 +38,18 @@ def test_every_family_converts_to_builtins_within_1e4_of_keras(family_model, tmp
                                serving.probabilities_fn(family_model, config)(images), atol=1e-4)
 
 
+@pytest.fixture(scope="module")
+def float32_file(tmp_path_factory):
+    """SE-ResNeXt's float32 file, exported once for the tests that compare with it."""
+    path = tmp_path_factory.mktemp("float32") / "float32.tflite"
+    return path, export.tflite(small_model("SE-ResNeXt"), path)
+
+
 @pytest.mark.parametrize("quantization", ["float16", "dynamic", "int8"])
-def test_quantized_files_convert_and_run_with_builtins_only(quantization, tmp_path):
+def test_quantized_files_convert_and_run_with_builtins_only(quantization, float32_file,
+                                                            tmp_path):
     model = small_model("SE-ResNeXt")
-    float_size = export.tflite(model, tmp_path / "float32.tflite").size_bytes
+    float_size = float32_file[1].size_bytes
     path = tmp_path / f"{quantization}.tflite"
     report = export.tflite(model, path, quantization, representative_data=_calibration())
     operators = tflite_export.operators(str(path))
@@ -94,10 +104,13 @@ def test_int8_needs_representative_data_of_the_right_shape(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def test_a_failed_verification_keeps_the_previous_file(tmp_path, monkeypatch):
+def test_a_failed_verification_keeps_the_previous_file(float32_file, tmp_path, monkeypatch):
     model = small_model("SE-ResNeXt")
     path = tmp_path / "model.tflite"
     path.write_bytes(b"previous")
+    # The verification is under test: the conversion returns the file converted before.
+    content = float32_file[0].read_bytes()
+    monkeypatch.setattr(tflite_export, "convert", lambda *args, **kwargs: content)
     monkeypatch.setattr(tflite_export, "run_tflite",
                         lambda path, images: np.zeros((len(images), 10), "float32"))
     with pytest.raises(export.ExportVerificationError, match=r"max abs error .* > 0\.0001"):
@@ -134,21 +147,32 @@ def digits_network():
     return model, train[:64], held_out
 
 
-def test_a_quantized_file_unlike_the_model_is_refused_by_default(digits_network, tmp_path):
+def test_a_quantized_file_unlike_the_model_is_refused_by_default(digits_network, tmp_path,
+                                                                 monkeypatch):
     model, calibration, held_out = digits_network
     path = tmp_path / "int8.tflite"
     # Calibrated on the data: within the default limit.
     report = export.tflite(model, path, "int8", representative_data=calibration,
                            verify_images=held_out)
-    assert report.max_abs_error <= 0.1  # the default limit the README states
+    assert report.max_abs_error <= 0.1  # the default limit docs/export.md states
     # Calibrated on black images: the activation ranges are wrong, the file is another model.
     broken = tmp_path / "broken.tflite"
     black = np.zeros_like(calibration)
+    convert, black_content = tflite_export.convert, []
+
+    def convert_and_keep(*args, **kwargs):
+        black_content.append(convert(*args, **kwargs))
+        return black_content[-1]
+
+    monkeypatch.setattr(tflite_export, "convert", convert_and_keep)
     with pytest.raises(export.ExportVerificationError,
                        match=r"max abs error 0\.\d+ > 0\.1 \(16 images\)\. Nothing was written"):
         export.tflite(model, broken, "int8", representative_data=black, verify_images=held_out)
     assert os.listdir(tmp_path) == ["int8.tflite"]
-    # The caller may loosen the limit, and then gets what the file is.
+    # The caller may loosen the limit, and then gets what the file is: the same conversion
+    # (of the same model on the same black images) as the one refused above, not redone.
+    (content,) = black_content
+    monkeypatch.setattr(tflite_export, "convert", lambda *args, **kwargs: content)
     loose = export.tflite(model, broken, "int8", representative_data=black,
                           verify_images=held_out, max_abs_error=None)
     assert loose.max_abs_error > 0.1 and loose.top1_agreement < 1.0
@@ -159,7 +183,7 @@ def test_representative_data_may_follow_tflites_own_convention(tmp_path):
     # TFLite's converter takes a function that returns a generator of [input batch] lists.
     model = small_model("SE-ResNeXt")
     config = serving.serving_config(model)
-    pixels = _calibration(count=6)
+    pixels = _calibration(count=2)  # the same two images either way: equal files
 
     def representative_dataset():
         for image in pixels:

@@ -1,4 +1,4 @@
-"""Behaviour shared by the three attention layers, and what each computes."""
+"""Behaviour shared by the attention layers, and what each computes."""
 
 import json
 import re
@@ -8,9 +8,16 @@ import numpy as np
 import pytest
 
 from keras_attn import testing
-from keras_attn.layers import SelectiveKernel, SplitAttention, SqueezeExcite, common, pytorch
-
-pytestmark = pytest.mark.backends  # also run under JAX and PyTorch (tests/backends)
+from keras_attn.layers import (
+    CBAM,
+    EfficientChannelAttention,
+    GlobalContext,
+    SelectiveKernel,
+    SplitAttention,
+    SqueezeExcite,
+    common,
+    pytorch,
+)
 
 CASES = {
     "se": (SqueezeExcite, {}, 32),
@@ -30,7 +37,30 @@ CASES = {
     "splat_r2": (SplitAttention, {"filters": 16, "radix": 2, "strides": 2}, 16),
     "splat_r4_k2": (SplitAttention, {"filters": 16, "radix": 4, "cardinality": 2}, 24),
     "splat_r1_k4": (SplitAttention, {"filters": 16, "radix": 1, "cardinality": 4}, 16),
+    "eca": (EfficientChannelAttention, {}, 32),
+    "eca_kernel5_hard_sigmoid": (
+        EfficientChannelAttention, {"kernel_size": 5, "gate_activation": "hard_sigmoid"}, 12),
+    # 128 channels: a bottleneck of 8 (timm's width, 1/16), where a fit step finds a live ReLU.
+    "cbam": (CBAM, {}, 128),
+    "cbam_3x3_mlp_bias": (
+        CBAM, {"rd_channels": 8, "rd_divisor": 8, "spatial_kernel_size": 3, "mlp_bias": True}, 16),
+    "gc": (GlobalContext, {}, 32),
+    "gc_mean_context": (GlobalContext, {"use_attn": False, "rd_ratio": 0.25}, 16),
 }
+
+
+# Every case runs under TensorFlow. Under JAX and PyTorch (tests/backends), where a test's first
+# call of each op and shape compiles it, the cheap checks (channels-last inputs, the frozen
+# layer's .keras file, a wrong channel count) still run every case, so every case computes on
+# every backend, and the costly ones (fit, .keras files, configs, unknown sizes, policies)
+# run one case of each layer class (a set per check below).
+
+
+def _on_every_backend(cases, rerun):
+    """`cases` as parameters; those in `rerun` also run under JAX and PyTorch."""
+    assert set(rerun) <= set(cases), set(rerun) - set(cases)
+    return [pytest.param(case, marks=pytest.mark.backends) if case in rerun else case
+            for case in cases]
 
 
 def _layer(case, **kwargs):
@@ -38,7 +68,9 @@ def _layer(case, **kwargs):
     return cls(**init_kwargs, **kwargs), channels
 
 
-@pytest.mark.parametrize("case", CASES)
+# A strided SK (three paths) and a strided Split-Attention: their output shape is computed.
+@pytest.mark.parametrize("case", _on_every_backend(
+    CASES, ("se", "sk_three_5x5_7x7", "splat_r2", "eca", "cbam", "gc")))
 def test_unknown_height_and_width_and_output_shape(case):
     layer, channels = _layer(case)
     inputs = keras.Input((None, None, channels))
@@ -51,7 +83,10 @@ def test_unknown_height_and_width_and_output_shape(case):
         assert y.shape == layer.compute_output_shape(x.shape)
 
 
-@pytest.mark.parametrize("case", CASES)
+# The case of each class with the most non-default arguments.
+@pytest.mark.parametrize("case", _on_every_backend(
+    CASES, ("se_rd_channels", "sk_three_5x5_7x7", "splat_r4_k2", "eca_kernel5_hard_sigmoid",
+            "cbam_3x3_mlp_bias", "gc")))
 def test_config_round_trip(case):
     layer, channels = _layer(case, name="attention")
     x = testing.random_images((2, 9, 9, channels))
@@ -59,7 +94,10 @@ def test_config_round_trip(case):
     testing.assert_config_round_trip(layer, x)
 
 
-@pytest.mark.parametrize("case", CASES)
+# The case of each class with the most kinds of weights: grouped SK paths, grouped Split-Attention
+# with radix 4, CBAM's MLP biases, GC's attention convolution.
+@pytest.mark.parametrize("case", _on_every_backend(
+    CASES, ("se", "sk_split_strided", "splat_r4_k2", "eca", "cbam_3x3_mlp_bias", "gc")))
 def test_keras_file_round_trip_and_fit(case, tmp_path):
     layer, channels = _layer(case)
     inputs = keras.Input((None, None, channels))
@@ -73,8 +111,11 @@ def test_keras_file_round_trip_and_fit(case, tmp_path):
     testing.assert_fit_changes_every_weight(model, images, np.array([0, 1, 2, 1]), from_logits=True)
 
 
+# Every class under both policies; Split-Attention's radix-1 sigmoid gate under TensorFlow only.
 @pytest.mark.parametrize("policy, atol", [("mixed_float16", 5e-3), ("mixed_bfloat16", 3e-2)])
-@pytest.mark.parametrize("case", ["se", "sk_split_strided", "splat_r2", "splat_r1_k4"])
+@pytest.mark.parametrize("case", _on_every_backend(
+    ["se", "sk_split_strided", "splat_r2", "splat_r1_k4", "eca", "cbam", "gc", "gc_mean_context"],
+    ("se", "sk_split_strided", "splat_r2", "eca", "cbam", "gc", "gc_mean_context")))
 def test_mixed_precision_computes_gates_in_float32(case, policy, atol):
     reference, channels = _layer(case)
     mixed, _ = _layer(case, dtype=policy)
@@ -88,15 +129,18 @@ def test_mixed_precision_computes_gates_in_float32(case, policy, atol):
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(keras.ops.cast(outputs, "float32")), expected, atol=atol
     )
-    weights = mixed.attention_weights(x)
-    assert keras.backend.standardize_dtype(weights.dtype) == "float32"
-    np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(weights),
-        keras.ops.convert_to_numpy(reference.attention_weights(x)),
-        atol=atol,
-    )
+    # CBAM's are a dict of two (its channel gate and its spatial map).
+    weights = keras.tree.flatten(mixed.attention_weights(x))
+    expected_weights = keras.tree.flatten(reference.attention_weights(x))
+    assert len(weights) == len(expected_weights)
+    for ours, theirs in zip(weights, expected_weights):
+        assert keras.backend.standardize_dtype(ours.dtype) == "float32"
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(ours), keras.ops.convert_to_numpy(theirs), atol=atol
+        )
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("case", CASES)
 def test_inputs_are_channels_last_whatever_the_global_format(case):
     reference, channels = _layer(case)
@@ -109,6 +153,7 @@ def test_inputs_are_channels_last_whatever_the_global_format(case):
     np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), expected, atol=1e-6)
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("case", CASES)
 def test_a_layer_made_frozen_keeps_its_statistics_also_after_load_model(case, tmp_path):
     # Keras' trainable setter reaches only the sublayers that exist when it runs; these are
@@ -135,7 +180,9 @@ def test_a_layer_made_frozen_keeps_its_statistics_also_after_load_model(case, tm
                                inference, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("case", ["se", "sk_split_strided", "splat_r2", "splat_r4_k2"])
+@pytest.mark.backends
+@pytest.mark.parametrize("case", ["se", "sk_split_strided", "splat_r2", "splat_r4_k2", "eca",
+                                  "cbam", "gc"])
 def test_a_wrong_channel_count_is_named_in_inference_too(case):
     # Selective Kernel's and Split-Attention's folded inference path calls the convolution op
     # itself, past the convolution layer's own check.
@@ -147,19 +194,24 @@ def test_a_wrong_channel_count_is_named_in_inference_too(case):
             layer(testing.random_images((2, 9, 9, 2 * channels)), training=training)
 
 
-@pytest.mark.parametrize("case", CASES)
+# CBAM's are a dict of two; Split-Attention's with radix 4 and cardinality 2 are reordered.
+@pytest.mark.parametrize("case", _on_every_backend(
+    CASES, ("se", "sk_split_strided", "splat_r4_k2", "eca", "cbam", "gc")))
 def test_attention_weights_of_a_symbolic_input_make_a_model(case):
     layer, channels = _layer(case)
     inputs = keras.Input((None, None, channels))
     model = keras.Model(inputs, layer.attention_weights(inputs))
     x = testing.random_images((2, 9, 9, channels))
-    np.testing.assert_allclose(model.predict(x, verbose=0),
-                               keras.ops.convert_to_numpy(layer.attention_weights(x)),
-                               rtol=0, atol=1e-5)
+    predicted = keras.tree.flatten(model.predict(x, verbose=0))
+    expected = keras.tree.flatten(layer.attention_weights(x))
+    assert len(predicted) == len(expected)
+    for ours, theirs in zip(predicted, expected):
+        np.testing.assert_allclose(ours, keras.ops.convert_to_numpy(theirs), rtol=0, atol=1e-5)
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("policy", ["float16", "bfloat16"])
-@pytest.mark.parametrize("case", ["se", "sk_split_strided", "splat_r2"])
+@pytest.mark.parametrize("case", ["se", "sk_split_strided", "splat_r2", "eca", "cbam", "gc"])
 def test_a_plain_half_precision_policy_holds_for_the_gates_too(case, policy):
     # Only mixed policies move the gates to float32; "float16" means float16 throughout.
     layer, channels = _layer(case, dtype=policy)
@@ -168,17 +220,25 @@ def test_a_plain_half_precision_policy_holds_for_the_gates_too(case, policy):
     assert {keras.backend.standardize_dtype(w.dtype) for w in layer.weights} == {policy}
 
 
+@pytest.mark.backends
 def test_numpy_numbers_are_taken_and_stored_as_python_numbers():
     numpy_made = [
         SplitAttention(np.int64(16), radix=np.int32(2), rd_ratio=np.float32(0.5)),
         SelectiveKernel(np.int64(16), kernel_size=(np.int64(3), np.int64(5)),
                         cardinality=np.int64(4), rd_divisor=np.int16(8)),
         SqueezeExcite(rd_ratio=np.float64(0.25), rd_channels=np.int64(4)),
+        EfficientChannelAttention(kernel_size=np.int64(5), gamma=np.float32(1.5),
+                                  beta=np.int32(2)),
+        CBAM(rd_ratio=np.float64(0.25), rd_divisor=np.int64(4), spatial_kernel_size=np.int8(3)),
+        GlobalContext(rd_ratio=np.float32(0.5), rd_channels=np.int64(6), use_attn=np.bool_(False)),
     ]
     python_made = [
         SplitAttention(16, radix=2, rd_ratio=0.5),
         SelectiveKernel(16, kernel_size=(3, 5), cardinality=4, rd_divisor=8),
         SqueezeExcite(rd_ratio=0.25, rd_channels=4),
+        EfficientChannelAttention(kernel_size=5, gamma=1.5, beta=2),
+        CBAM(rd_ratio=0.25, rd_divisor=4, spatial_kernel_size=3),
+        GlobalContext(rd_ratio=0.5, rd_channels=6, use_attn=False),
     ]
     for ours, reference in zip(numpy_made, python_made):
         config = ours.get_config()
@@ -189,6 +249,7 @@ def test_numpy_numbers_are_taken_and_stored_as_python_numbers():
         assert json.loads(json.dumps(config)) == json.loads(json.dumps(expected))
 
 
+@pytest.mark.backends
 def test_squeeze_excite_matches_numpy():
     layer = SqueezeExcite(rd_ratio=0.25)
     x = testing.random_images((2, 5, 6, 16))
@@ -201,6 +262,8 @@ def test_squeeze_excite_matches_numpy():
     np.testing.assert_allclose(y, x * gate[:, None, None, :], rtol=1e-5, atol=1e-6)
 
 
+# The widths (these three tests) are integer arithmetic, the same on every backend: they run
+# under TensorFlow only (under JAX, building the wide layers compiles their initializers).
 @pytest.mark.parametrize(
     "channels, kwargs, expected",
     [
@@ -240,6 +303,7 @@ def test_split_attention_width_follows_timm(channels, radix, cardinality, expect
     assert layer.fc1.filters == expected
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("case", ["sk_split_strided", "sk_three_5x5_7x7"])
 def test_selective_kernel_weights_sum_to_one_across_branches(case):
     layer, channels = _layer(case)
@@ -251,6 +315,7 @@ def test_selective_kernel_weights_sum_to_one_across_branches(case):
     assert (weights > 0).all()
 
 
+@pytest.mark.backends
 def test_split_attention_softmax_runs_over_radix_within_each_cardinal_group():
     layer = SplitAttention(16, radix=4, cardinality=2)
     x = testing.random_images((3, 8, 8, 16))
@@ -276,6 +341,7 @@ def test_split_attention_softmax_runs_over_radix_within_each_cardinal_group():
     np.testing.assert_allclose(weights, expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.backends
 def test_split_attention_radix_one_is_a_sigmoid_gate():
     layer = SplitAttention(16, radix=1, cardinality=4)
     weights = keras.ops.convert_to_numpy(
@@ -286,6 +352,7 @@ def test_split_attention_radix_one_is_a_sigmoid_gate():
     assert not np.allclose(weights.sum(axis=-1), 1.0)
 
 
+@pytest.mark.backends
 def test_spatial_mean_is_the_mean_over_height_and_width(monkeypatch):
     # An average pooling over the whole map where its size is known, else the mean.
     pools, average_pool = [], keras.ops.average_pool
@@ -306,6 +373,7 @@ def test_spatial_mean_is_the_mean_over_height_and_width(monkeypatch):
     assert len(pools) == 1
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("axis", [2, 3])
 def test_softmax_equals_keras_softmax_with_gradients(axis):
     # Logits up to +-300: exp overflows float32 unless the maximum is subtracted first.
@@ -337,6 +405,7 @@ def _torch_conv_reference(x, kernel, strides, dilation, padding):
     return out
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("kernel_size", [1, 3, 5])
 @pytest.mark.parametrize("strides", [1, 2, 3])
 @pytest.mark.parametrize("dilation", [1, 2, 3])
@@ -356,6 +425,7 @@ def test_torch_conv_geometry_computes_pytorch_convolution(kernel_size, strides, 
     np.testing.assert_allclose(y, expected, atol=1e-5)
 
 
+@pytest.mark.backends
 def test_strided_dilated_geometry_pads_the_subsampled_map_only():
     # SKNet-50's dilated branch in a stride-2 block: every 2nd pixel, then a "same" 3x3
     # convolution; no pass over the full-size map to pad it.
@@ -367,6 +437,7 @@ def test_strided_dilated_geometry_pads_the_subsampled_map_only():
     assert geometry.conv_input_shape((8, 56, 57, 64)) == (8, 28, 29, 64)
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize(
     "factory, message",
     [
@@ -392,6 +463,7 @@ def test_bad_arguments_raise_a_named_value_error(factory, message):
         factory()
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize(
     "layer, shape, message",
     [

@@ -41,6 +41,13 @@ def test_image_folder_with_val_split_folder(tmp_path):
     assert image.shape == (24, 20, 3) and int(label) == 0
 
 
+def test_image_folder_with_train_folder_only_holds_out_val_split(tmp_path):
+    for name in ("cat", "dog"):
+        _write_images(tmp_path / "train" / name, 5)
+    data = training_data.load_data(data_dir=str(tmp_path), val_split=0.2)
+    assert (data.class_names, data.train.size, data.val.size) == (["cat", "dog"], 8, 2)
+
+
 def test_unreadable_images_are_skipped_and_listed(tmp_path):
     for name in ("a", "b"):
         _write_images(tmp_path / name, 6)

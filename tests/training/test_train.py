@@ -1,6 +1,8 @@
 """The training program end to end: outputs, options, fine-tuning, errors."""
 
+import contextlib
 import csv
+import io
 import json
 import os
 import re
@@ -11,18 +13,44 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from absl import flags
 from safetensors.numpy import save_file
 
 from keras_attn import testing
 from keras_attn.applications import get_model, preprocess_input
 from keras_attn.convert import timm as timm_convert
 from keras_attn.training import train
+from keras_attn.training.flags import define_flags
+from tests.training.conftest import QUICK
 
 
-def test_run_writes_every_output(training_flags, tmp_path, capsys):
-    summary = train.run(training_flags("--epochs=2", "--backup_steps=1",
-                                       f"--export_dir={tmp_path / 'serving'}"))
-    run = tmp_path / "run"
+def _flags(model_dir, *args):
+    """QUICK's flags, `--model_dir=model_dir`, then `args` (the training_flags fixture's, for
+    module fixtures)."""
+    values = flags.FlagValues()
+    define_flags(values)
+    values(["train", *QUICK, f"--model_dir={model_dir}", *args])
+    return values
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """One finished run of 2 epochs that the tests below only read: its folder (run/, with
+    the export in serving/), its summary and what it printed. A warm-up of one epoch then a
+    cosine to zero (the learning-rate test), a backup after every step (mid-epoch and epoch
+    end)."""
+    folder = tmp_path_factory.mktemp("finished")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        summary = train.run(_flags(folder / "run", "--epochs=2", "--backup_steps=1",
+                                   "--warmup_epochs=1", "--lr=0.2",
+                                   f"--export_dir={folder / 'serving'}"))
+    return folder, summary, printed.getvalue()
+
+
+def test_run_writes_every_output(finished_run):
+    folder, summary, output = finished_run
+    run = folder / "run"
     assert sorted(os.listdir(run)) == ["backup", "best.weights.h5", "config.json",
                                        "last.weights.h5", "logs", "metrics.csv", "metrics.png"]
     assert json.loads((run / "config.json").read_text())["model"] == "seresnet20_cifar"
@@ -36,16 +64,15 @@ def test_run_writes_every_output(training_flags, tmp_path, capsys):
                for name in names)
     assert (run / "backup" / "latest").read_text().startswith("state-00002-0000000-")
     assert summary["epochs"] == 2 and summary["images_per_second"] > 0
-    output = capsys.readouterr().out
     assert re.search(r"Done: best validation top-1 0\.\d{4} at epoch [12]; 2 epochs, \d+ s, "
                      r"[\d.]+ images/s", output)
     # The checkpoint loads into the registry's network with the same classes.
     model = get_model("seresnet20_cifar", weights=str(run / "best.weights.h5"), classes=10)
     assert model.count_params() == summary["model"].count_params()
     # --export_dir: the best weights, for TF Serving, with the dataset's class names.
-    assert os.listdir(tmp_path / "serving") == ["1"]
+    assert os.listdir(folder / "serving") == ["1"]
     assert summary["export"].max_abs_error <= 1e-5
-    served = tf.saved_model.load(str(tmp_path / "serving" / "1"))
+    served = tf.saved_model.load(str(folder / "serving" / "1"))
     pixels = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     probabilities = served.signatures["serving_default"](images=tf.constant(pixels))
     expected = model.predict(preprocess_input(pixels, model="seresnet20_cifar"), verbose=0)
@@ -55,21 +82,10 @@ def test_run_writes_every_output(training_flags, tmp_path, capsys):
     assert len(labels) == 5 and {label.decode() for label in labels} <= set("0123456789")
 
 
-def test_learning_rate_warms_up_then_decays_to_zero(training_flags):
-    summary = train.run(training_flags("--epochs=2", "--warmup_epochs=1", "--lr=0.2"))
-    rates = [row["learning_rate"] for row in summary["history"]]
+def test_learning_rate_warms_up_then_decays_to_zero(finished_run):
+    rates = [row["learning_rate"] for row in finished_run[1]["history"]]
     assert rates[0] == pytest.approx(0.2, rel=1e-6)  # the end of the warm-up
     assert rates[1] == pytest.approx(0.0, abs=1e-7)  # the end of the cosine
-
-
-def test_options_run_together(training_flags):
-    summary = train.run(training_flags(
-        "--optimizer=adamw", "--lr=0.001", "--mixup=0.2", "--cutmix=1.0", "--randaugment=2",
-        "--ema=0.9", "--label_smoothing=0.1", "--mixed_precision", "--scale_lr",
-    ))
-    assert summary["model"].get_layer("stage1_block1_conv1").compute_dtype == "bfloat16"
-    assert keras.config.dtype_policy().name == "float32"  # restored after the run
-    assert all(np.isfinite(w).all() for w in summary["model"].get_weights())
 
 
 def test_mirrored_strategy_override_trains(training_flags, mirrored_strategy, tmp_path):
@@ -109,46 +125,86 @@ def test_divergence_names_the_step(training_flags):
         train.run(training_flags("--lr=1e12", "--steps_per_epoch=6", "--label_smoothing=0"))
 
 
-def test_resume_refuses_a_changed_run_and_noresume_never_overwrites(training_flags):
-    train.run(training_flags())
+def test_resume_refuses_a_changed_run_and_noresume_never_overwrites(finished_run):
+    run = finished_run[0] / "run"
+
+    def contents():
+        return {path: path.read_bytes() for path in sorted(run.rglob("*")) if path.is_file()}
+
+    before = contents()
+    # The finished run's state flags (module fixture), then the changed one: the last wins.
+    same = ("--epochs=2", "--warmup_epochs=1", "--lr=0.2")
     with pytest.raises(ValueError, match="holds a backup of an earlier run; pass --resume"):
-        train.run(training_flags("--noresume"))
+        train.run(_flags(run, *same, "--noresume"))
     with pytest.raises(ValueError, match=r"--optimizer was 'sgd', now 'adamw'"):
-        train.run(training_flags("--optimizer=adamw"))
+        train.run(_flags(run, *same, "--optimizer=adamw"))
     # The split, the data order, the batch and the schedule the restored step counts in.
     for changed, message in (("--seed=1", "--seed was 0, now 1"),
                              ("--batch_size=64", "--batch_size was 32, now 64"),
-                             ("--epochs=2", "--epochs was 1, now 2"),
-                             ("--lr=0.5", "--lr was 0.1, now 0.5")):
+                             ("--epochs=3", "--epochs was 2, now 3"),
+                             ("--lr=0.5", "--lr was 0.2, now 0.5")):
         with pytest.raises(ValueError, match=re.escape(message)):
-            train.run(training_flags(changed))
+            train.run(_flags(run, *same, changed))
+    assert contents() == before  # nothing written, nothing removed
 
 
-@pytest.mark.parametrize("extra", [[], ["--ema=0.9"]])
-def test_a_run_killed_right_after_its_epoch_backup_writes_that_epochs_outputs_on_resume(
-        training_flags, tmp_path, monkeypatch, extra):
-    # The end-of-epoch backup comes before the epoch-end callbacks (checkpoints, CSV): a kill
-    # between the two used to leave an epoch that resumed runs skipped, with no best, last
-    # or metrics file ever written for it.
+# Every training option at once, on the run the next two tests read.
+OPTIONS = ("--optimizer=adamw", "--lr=0.001", "--mixup=0.2", "--cutmix=1.0", "--randaugment=2",
+           "--ema=0.9", "--label_smoothing=0.1", "--mixed_precision", "--scale_lr")
+
+
+@pytest.fixture(scope="module")
+def killed_then_resumed(tmp_path_factory):
+    """A run of one epoch with OPTIONS, killed right after its end-of-epoch backup (before the
+    epoch-end callbacks), then run again: its folder, the backup pointer and the files the
+    killed run left, the resumed run's summary, and the dtype policy after it."""
+    run = tmp_path_factory.mktemp("killed") / "run"
+
     def killed(self, epoch, logs=None):
         raise SystemExit(137)
 
-    with monkeypatch.context() as patch:
+    with pytest.MonkeyPatch.context() as patch:
         patch.setattr(keras.callbacks.CallbackList, "on_epoch_end", killed)
         with pytest.raises(SystemExit):
-            train.run(training_flags("--epochs=2", *extra))
-    run = tmp_path / "run"
-    assert (run / "backup" / "latest").read_text().startswith("state-00001-0000000-")
-    assert not (run / "last.weights.h5").exists() and not (run / "metrics.csv").exists()
+            train.run(_flags(run, *OPTIONS))
+    latest, left = (run / "backup" / "latest").read_text(), sorted(os.listdir(run))
+    summary = train.run(_flags(run, *OPTIONS))
+    return run, latest, left, summary, keras.config.dtype_policy().name
 
-    summary = train.run(training_flags("--epochs=2", *extra))
+
+def test_options_run_together(killed_then_resumed):
+    summary, policy = killed_then_resumed[3:]
+    assert summary["model"].get_layer("stage1_block1_conv1").compute_dtype == "bfloat16"
+    assert policy == "float32"  # restored after the run
+    assert all(np.isfinite(w).all() for w in summary["model"].get_weights())
+
+
+def test_a_run_killed_right_after_its_epoch_backup_writes_that_epochs_outputs_on_resume(
+        killed_then_resumed):
+    # The end-of-epoch backup comes before the epoch-end callbacks (checkpoints, CSV): a kill
+    # between the two used to leave an epoch that resumed runs skipped, with no best, last
+    # or metrics file ever written for it. One epoch: every output file below can only come
+    # from the resumed run's rewrite of the killed epoch's outputs (no later epoch writes it).
+    # With --ema (the rewrite swaps the averaged weights in first), which covers the plain
+    # run's rewrite too: the same Checkpoints and MetricsLog calls, less the swap.
+    run, latest, left, summary, _ = killed_then_resumed
+    assert latest.startswith("state-00001-0000000-")
+    assert "last.weights.h5" not in left and "metrics.csv" not in left
     with open(run / "metrics.csv") as file:
-        assert [row["epoch"] for row in csv.DictReader(file)] == ["1", "2"]
-    best = summary["best"]["epoch"]
-    assert (run / "best.weights.h5").exists() and best in (1, 2)
+        assert [row["epoch"] for row in csv.DictReader(file)] == ["1"]
+    assert summary["best"]["epoch"] == 1 and (run / "best.weights.h5").exists()
+    model = summary["model"]
     last = get_model("seresnet20_cifar", classes=10, weights=str(run / "last.weights.h5"))
-    for ours, theirs in zip(last.get_weights(), summary["model"].get_weights()):
+    for ours, theirs in zip(last.get_weights(), model.get_weights()):
         np.testing.assert_array_equal(ours, theirs)
+    # The checkpoints hold the EMA weights: the model's trainable variables are the optimizer's
+    # moving averages (had the rewrite not swapped them in, they would be the training weights,
+    # which after 2 steps are not the averages).
+    optimizer = model.optimizer
+    for variable, average in zip(optimizer._trainable_variables,
+                                 optimizer._model_variables_moving_average):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(variable),
+                                      keras.ops.convert_to_numpy(average), err_msg=variable.path)
 
 
 def test_a_backup_removes_what_killed_saves_left(tmp_path):
@@ -240,3 +296,23 @@ def test_the_program_prints_a_bad_flag_in_one_line(tmp_path):
         "error: `--epochs` must be an integer >= 1; received --epochs=-1.")
     assert "Traceback" not in result.stderr
     assert not model_dir.exists()
+
+
+@pytest.mark.parametrize("num_classes, keeps_classifier", [(11821, True), (1000, False)])
+def test_a_tags_classifier_is_kept_when_the_data_has_its_classes(monkeypatch, num_classes,
+                                                                 keeps_classifier):
+    # resnetaa50d's sw_in12k classifies ImageNet-12k's 11821 classes: data of 11821 classes
+    # keeps it; data of 1000 gets a new head on the backbone, as any other class count.
+    calls = []
+
+    def narrow(name, weights=None, **kwargs):
+        calls.append(dict(kwargs, weights=weights))
+        return get_model(name, widths=(8, 16, 32, 64), depths=(1, 1, 1, 1), stem_width=8,
+                         **kwargs)
+
+    monkeypatch.setattr(train, "get_model", narrow)
+    model = train._build_model({"model": "resnetaa50d", "freeze_backbone": False}, "sw_in12k",
+                               num_classes, 64)
+    assert model.output_shape == (None, num_classes)
+    assert (calls[0].get("include_top", True), calls[0]["weights"]) == (keeps_classifier,
+                                                                        "sw_in12k")

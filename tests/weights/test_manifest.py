@@ -13,7 +13,7 @@ from tests.conftest import FIXTURES
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIELDS = {"hub_id", "url", "format", "sha256", "license", "top1", "top5", "eval_size",
           "input_size", "test_input_size", "crop_pct", "test_crop_pct", "interpolation",
-          "mean", "std"}
+          "mean", "std", "num_classes"}
 
 
 def test_package_copy_equals_the_top_level_manifest():
@@ -31,7 +31,15 @@ def test_every_entry_is_a_registry_network_with_complete_records():
         assert entry["default_tag"] in entry["tags"]
         for tag, info in entry["tags"].items():
             assert set(info) == FIELDS, (name, tag)
-            assert 0 < info["top1"] < 100 and info["interpolation"] in ("bilinear", "bicubic")
+            assert info["interpolation"] in ("bilinear", "bicubic")
+            # ImageNet-12k classifiers (timm's in12k tags) have no ImageNet-1k accuracy.
+            assert info["num_classes"] == (11821 if tag.endswith("in12k") else 1000), (name, tag)
+            if info["num_classes"] == 1000:
+                assert 0 < info["top5"] < 100 and 0 < info["top1"] < info["top5"]
+                assert info["eval_size"] == info["input_size"]
+            else:
+                assert info["top1"] is None and info["top5"] is None
+                assert info["eval_size"] is None
             assert info["sha256"] is None or re.fullmatch(r"[0-9a-f]{64}", info["sha256"])
             if info["hub_id"]:
                 assert info["hub_id"] == f"timm/{name}.{tag}"
@@ -53,6 +61,8 @@ def test_default_tags_match_timms_pretrained_configs():
         info = published.tag_info(name, published.resolve_tag(name, "imagenet"))
         reference = timm[name]
         assert published.tags(name)[0] == reference["tag"]
+        if "tags" in reference:  # every tag timm publishes
+            assert sorted(published.tags(name)) == sorted(reference["tags"]), name
         assert info["hub_id"] == reference["hf_hub_id"]
         assert info["input_size"] == reference["input_size"][1] == specs.SPECS[name].default_size
         assert info["crop_pct"] == reference["crop_pct"]
