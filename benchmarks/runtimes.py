@@ -245,7 +245,8 @@ def machine():
 def markdown(results, args, load):
     lines = [
         f"Measured {time.strftime('%Y-%m-%d')} on {machine()}; load average before the run "
-        f"{load[0]:.1f}, after {load[1]:.1f} (a machine shared with other work). Random-weight "
+        f"{load[0]:.1f}, after {load[1]:.1f} (the run's own processes keep it near 1.5 on two "
+        "cores; more is other work). Random-weight "
         f"networks, {args.image_size}x{args.image_size}, 1000 classes; {args.warmup} untimed "
         f"and {args.repeats} timed calls each, medians. Each cell: batch-1 latency in ms / "
         "batch-8 throughput in images/s; the fastest of each row in bold.",
