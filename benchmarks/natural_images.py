@@ -1,14 +1,13 @@
-"""Natural images without a download, and networks whose activations have realistic ranges.
+"""Natural photographs without a download: a small classification task of real images.
 
-The photographs bundled with scikit-image and scikit-learn (NOTES.md), split by photograph into
-two sets that share no picture: `CALIBRATION` (BatchNorm re-estimation and int8 calibration)
-and `HELD_OUT` (evaluation). Random crops of them, resized, are the images.
+The photographs bundled with scikit-image and scikit-learn (NOTES.md), 18 of them. The task:
+name the photograph a crop comes from. Each photograph is cut in two by a vertical line at
+`TRAIN_FRACTION` of its width; crops of the left part train a network and calibrate int8,
+crops of the right part are the held-out images, whose pixels neither saw.
 
-A network with random weights computes nothing meaningful, and its BatchNorms' statistics
-(random or fresh) do not match what their inputs are: activations then have arbitrary ranges,
-on which quantization measures little. `reestimate_batch_norm` sets every BatchNorm's moving
-mean and variance to the statistics of its input on natural images, as a trained network's
-are, so that each layer sees the ranges a network of that shape sees on photographs.
+`reestimate_batch_norm` sets every BatchNorm's moving statistics to those of its input on
+given images ("precise BatchNorm"): after a short training the moving averages still remember
+their initial values, and the network in inference mode would not compute what it learnt.
 """
 
 import numpy as np
@@ -19,9 +18,9 @@ _SKIMAGE = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
             "immunohistochemistry", "retina", "stereo_motorcycle", "camera", "brick", "grass",
             "gravel", "moon", "clock", "coins", "cell")
 _SKLEARN = ("china.jpg", "flower.jpg")
-
-HELD_OUT = ("chelsea", "rocket", "flower.jpg", "camera", "grass", "coins")
-CALIBRATION = tuple(name for name in (*_SKIMAGE, *_SKLEARN) if name not in HELD_OUT)
+PHOTOGRAPHS = (*_SKIMAGE, *_SKLEARN)
+TRAIN_FRACTION = 0.6
+PARTS = ("train", "held_out")
 
 
 def photographs(names):
@@ -50,29 +49,47 @@ def photographs(names):
     return result
 
 
-def crops(names, count, size, seed):
-    """`count` random square crops of the photographs `names`, resized to `size`: float32 RGB
-    pixels in [0, 255], `(count, size, size, 3)`. Each crop's side is 30-100% of its
-    photograph's shorter side, at a random place, flipped left-right half of the time; the
-    photographs take turns."""
+def crops(part, count, size, seed, names=PHOTOGRAPHS):
+    """`count` random square crops of one part of the photographs `names`, resized to `size`,
+    and their labels (the photograph's index in `names`).
+
+    Args:
+        part: "train" (each photograph's columns left of `TRAIN_FRACTION` of its width) or
+            "held_out" (the columns right of it).
+        count: crops, the photographs taking turns.
+        size: height and width of each crop after resizing.
+        seed: the crops' random places, sides and flips.
+        names: the photographs, the classes in this order.
+
+    Returns:
+        `(pixels, labels)`: float32 RGB in [0, 255], `(count, size, size, 3)`, and int32
+        `(count,)`. A crop's side is 20-40% of its photograph's shorter side (so that crops of
+        both parts have the same scale and fit the narrower part), at a random place of the
+        part, flipped left-right half of the time.
+    """
     import tensorflow as tf
 
+    if part not in PARTS:
+        raise ValueError(f"`part` must be one of {PARTS}; received part={part!r}.")
     rng = np.random.default_rng(seed)
     images = list(photographs(names).values())
-    result = np.empty((count, size, size, 3), "float32")
-    for index in range(count):
-        image = images[index % len(images)]
+    pixels = np.empty((count, size, size, 3), "float32")
+    labels = np.arange(count, dtype="int32") % len(images)
+    for index, label in enumerate(labels):
+        image = images[label]
         height, width = image.shape[:2]
-        side = int(min(height, width) * rng.uniform(0.3, 1.0))
+        cut = int(width * TRAIN_FRACTION)
+        left, right = (0, cut) if part == "train" else (cut, width)
+        side = int(min(height, width) * rng.uniform(0.2, 0.4))
         top = rng.integers(0, height - side + 1)
-        left = rng.integers(0, width - side + 1)
-        crop = image[top:top + side, left:left + side]
+        start = rng.integers(left, right - side + 1)
+        crop = image[top:top + side, start:start + side]
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
         resized = tf.image.resize(crop[None].astype("float32"), (size, size), "bilinear",
                                   antialias=True)
-        result[index] = np.clip(resized.numpy()[0], 0.0, 255.0)
-    return result
+        pixels[index] = np.clip(resized.numpy()[0], 0.0, 255.0)
+    return pixels, labels
 
 
 def batch_norms(model):

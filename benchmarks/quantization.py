@@ -1,27 +1,29 @@
-"""int8 TFLite and ONNX, default and with the SE layers kept float, against float32 Keras.
+"""int8 TFLite and ONNX of trained networks, default and with the SE layers kept float.
 
     python -m benchmarks.quantization                          # every family, prints the table
     python -m benchmarks.quantization --models seresnet50,resnet50 --update-docs
 
-For every family a full-size network (224x224, 1000 classes, random weights) is given
-activations with realistic ranges and an output that depends on the image:
+Measured on trained networks only: a random-weight network's pooled features are nearly the
+same vector for every image, its top-1 is decided by differences below int8's step, and int8
+"loses" the top-1 class of ResNet-50, which has no SE layer, more often than SE-ResNet-50's
+(docs/quantization.md). Two kinds of trained network:
 
-1. every BatchNorm's statistics are re-estimated on crops of the calibration photographs
-   (`benchmarks.natural_images`: the photographs bundled with scikit-image and scikit-learn);
-2. the classifier is re-estimated the same way (`reading_classifier`): it reads the 16
-   directions along which the pooled features vary most between the calibration crops. A
-   random network's pooled features are nearly the same vector for every image, so its random
-   classifier gives the same few classes to every image (4 classes for 64 crops,
-   SE-ResNet-50), and a merely standardised one decides top-1 by differences far below int8's
-   step (docs/quantization.md).
+- `digits`: the README's main job, `seresnet20_cifar` on the digits
+  (`--digits_weights`, from `keras-attn train`; trained 8 epochs here when not given),
+  calibrated on 100 training images, compared on its 359 validation images;
+- every other name: the full-size network (its published depth and width, `--classes` 18)
+  trained from scratch here for `--epochs` on a task of natural images
+  (`benchmarks.natural_images`: name which of the 18 photographs bundled with scikit-image
+  and scikit-learn a crop comes from), its BatchNorm statistics then re-estimated on the
+  training crops. Crops of each photograph's left part train it and calibrate int8; crops of
+  its right part, which neither saw, are the held-out images.
 
-Then the int8 files are calibrated on the first `--calibration` calibration crops and
-compared with Keras' float32 logits on `--held_out` crops of the held-out photographs (which
-neither step saw): top-1 agreement, max abs logit error, file size, and batch-1 latency (median
-of `--repeats` calls, all cores) in LiteRT (XNNPACK) and ONNX Runtime. "default" is the int8
-export as it is; "se float" is `keep_float=["se"]` (every Squeeze-and-Excitation layer in
-float32), for the families that have SE layers. One TFLite calibration and one ONNX float
-file serve both.
+For each, the int8 files are calibrated on `--calibration` training images and compared with
+Keras' float32 logits on the held-out images: top-1 agreement, max abs logit error, file
+size, and batch-1 latency (median of `--repeats` calls, all cores) in LiteRT (XNNPACK) and
+ONNX Runtime. "default" is the int8 export as it is; "se float" is `keep_float=["se"]` (every
+Squeeze-and-Excitation layer in float32), for the networks that have SE layers. One TFLite
+calibration and one ONNX float file serve both.
 """
 
 import argparse
@@ -35,10 +37,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-FAMILIES = {"resnet50": "ResNet", "seresnet50": "SE-ResNet", "resnext50_32x4d": "ResNeXt",
-            "seresnext50_32x4d": "SE-ResNeXt", "skresnext50_32x4d": "SKNet",
-            "resnest50d": "ResNeSt", "se_bn_inception": "SE-Inception"}
-HEAD_COMPONENTS = 16  # directions of largest variance the classifier reads
+DIGITS = "digits"
+FAMILIES = {DIGITS: "SE-ResNet (digits)", "resnet50": "ResNet", "seresnet50": "SE-ResNet",
+            "resnext50_32x4d": "ResNeXt", "seresnext50_32x4d": "SE-ResNeXt",
+            "skresnext50_32x4d": "SKNet", "resnest50d": "ResNeSt",
+            "se_bn_inception": "SE-Inception"}
 DOCS_PAGE = "docs/quantization.md"
 SECTION = "quantization-families"
 
@@ -47,49 +50,49 @@ def _log(message):
     print(message, file=sys.stderr, flush=True)
 
 
-def realistic_network(name, size, calibration):
-    """`name` at `size`, BatchNorms and classifier re-estimated on `calibration` pixels."""
+def _normalisation(config):
+    mean = np.array(config.mean, "float32") * 255.0
+    std = np.array(config.std, "float32") * 255.0
+    return lambda pixels: (pixels - mean) / std
+
+
+def trained_network(name, args, pixels, labels):
+    """`name` at full size, trained from scratch on `pixels` (float32 in [0, 255]) and
+    `labels` for `args.epochs`, its BatchNorm statistics then re-estimated on `pixels`."""
     import keras
 
     from benchmarks import natural_images
     from keras_attn.applications import get_model
     from keras_attn.export import serving
 
-    keras.utils.set_random_seed(0)  # the same random network in every run
-    model = get_model(name, weights=None, classifier_activation=None,
-                      input_shape=(size, size, 3))
+    keras.utils.set_random_seed(0)  # the same network in every run
+    model = get_model(name, weights=None, classes=int(labels.max()) + 1,
+                      classifier_activation=None,
+                      input_shape=(args.image_size, args.image_size, 3))
     config = serving.serving_config(model, weights=None)
-    mean = np.array(config.mean, "float32") * 255.0
-    std = np.array(config.std, "float32") * 255.0
+    preprocess = _normalisation(config)
+    cached = None if args.networks_dir is None else os.path.join(
+        args.networks_dir, f"{name}_{args.image_size}px_{len(pixels)}crops_{args.epochs}epochs_"
+        f"lr{args.learning_rate:g}_batch{args.batch_size}.weights.h5")
+    if cached is not None and os.path.exists(cached):
+        model.load_weights(cached)
+        _log(f"  {name}: trained weights from {cached}")
+        return model, config
+    model.compile(optimizer=keras.optimizers.Adam(args.learning_rate),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    started = time.perf_counter()
+    history = model.fit(preprocess(pixels), labels, batch_size=args.batch_size,
+                        epochs=args.epochs, shuffle=True, verbose=0)
+    _log(f"  {name}: trained in {time.perf_counter() - started:.0f} s, accuracy by epoch "
+         + ", ".join(f"{value:.0%}" for value in history.history["accuracy"]))
+    # A few hundred steps leave the moving averages near their initial values.
+    natural_images.reestimate_batch_norm(model, pixels, preprocess)
+    if cached is not None:
+        from keras_attn.weights.fetch import save_weights_atomically
 
-    def preprocess(pixels):
-        return (pixels - mean) / std
-
-    natural_images.reestimate_batch_norm(model, calibration, preprocess)
-    head = model.layers[-1]
-    features = keras.Model(model.inputs, head.input)
-    pooled = np.concatenate([np.asarray(features(preprocess(calibration[start:start + 16])))
-                             for start in range(0, len(calibration), 16)])
-    head.set_weights(reading_classifier(pooled, head.units))
+        save_weights_atomically(model, cached)
     return model, config
-
-
-def reading_classifier(pooled, classes, components=HEAD_COMPONENTS, seed=0):
-    """A classifier `(kernel, bias)` that reads what varies between images: random mixtures
-    of the `components` directions along which the pooled features `pooled` (n, channels)
-    vary most, each whitened, the logits centred and of std ~1 over `pooled`.
-
-    A trained classifier reads the directions its features vary along between images; a
-    random one reads random directions, along which a random network's pooled features hardly
-    vary (averaging random local features over the image leaves their expectation, nearly the
-    same for every image), so its top-1 is decided by differences far below int8's step.
-    """
-    centred = pooled - pooled.mean(0)
-    _, singular, directions = np.linalg.svd(centred, full_matrices=False)
-    whiten = directions[:components].T * (np.sqrt(len(pooled)) / singular[:components])
-    mixing = np.random.default_rng(seed).normal(size=(components, classes))
-    kernel = (whiten @ mixing / np.sqrt(components)).astype("float32")
-    return kernel, (-pooled.mean(0) @ kernel).astype("float32")
 
 
 def _batched(run, images, batch=25):
@@ -104,30 +107,28 @@ def _latency(run, image, repeats):
     return 1e3 * statistics.median(timing.seconds(lambda: run(image), repeats))
 
 
-def measure(name, args, calibration, held_out):
-    """`{(format, variant): (agreement, max error, MiB, ms)}` for network `name`."""
+def measure(model, config, calibration, held_out, labels, args):
+    """`{(format, variant): (agreement, max error, MiB, ms)}` and the float32 held-out top-1
+    of `model`, int8 calibrated on `calibration`, compared on `held_out` (with `labels`)."""
     from keras_attn.export import keep_float, onnx_export, serving, tflite_export, verify
 
     started = time.perf_counter()
-    model, config = realistic_network(name, args.image_size, calibration)
     expected = _batched(serving.probabilities_fn(model, config, logits=True), held_out)
-    distinct = len(set(expected.argmax(-1)))
-    _log(f"[{time.perf_counter() - started:4.0f}s] {name}: float32 logits, {distinct} "
-         f"different top-1 classes on {len(held_out)} held-out crops")
+    accuracy = float(np.mean(expected.argmax(-1) == labels))
+    _log(f"  {model.name}: float32 top-1 {accuracy:.1%} on {len(held_out)} held-out images")
     variants = {"default": ()}
     try:
         variants["se float"] = keep_float.expand(("se",), model)
     except ValueError:
         pass  # no SE layer: the option does not apply
     results = {}
-    calibration = calibration[:args.calibration]
 
     def record(key, run_file, size_bytes):
         actual = _batched(run_file, held_out)
         error, agreement = verify.compare(expected, actual)
         results[key] = (agreement, error, size_bytes / 2**20,
                         _latency(run_file, held_out[:1], args.repeats))
-        _log(f"[{time.perf_counter() - started:4.0f}s] {name} {key}: {results[key]}")
+        _log(f"  [{time.perf_counter() - started:4.0f}s] {key}: {results[key]}")
 
     if "tflite" in args.formats:
         with tempfile.TemporaryDirectory(prefix="keras_attn_quantization_") as scratch:
@@ -151,7 +152,34 @@ def measure(name, args, calibration, held_out):
                        lambda batch, session=session: session.run(
                            None, {onnx_export.INPUT_NAME: batch})[0],
                        os.path.getsize(path))
-    return distinct, results
+    return accuracy, results
+
+
+def network(name, args):
+    """`(model, config, calibration pixels, held-out pixels, held-out labels)` of `name`."""
+    from keras_attn.export import serving
+
+    if name == DIGITS:
+        from benchmarks.export_table import digits_model
+
+        weights, cached = args.digits_weights, None
+        if weights is None and args.networks_dir is not None:
+            cached = os.path.join(args.networks_dir, "digits_seresnet20_cifar.weights.h5")
+            weights = cached if os.path.exists(cached) else None
+        model, held_out, labels, calibration = digits_model(weights, classifier_activation=None)
+        if cached is not None and weights is None:
+            from keras_attn.weights.fetch import save_weights_atomically
+
+            save_weights_atomically(model, cached)
+        return (model, serving.serving_config(model, weights=None),
+                calibration[:args.calibration], held_out, labels)
+    from benchmarks import natural_images
+
+    pixels, train_labels = natural_images.crops("train", args.train_crops, args.image_size,
+                                                seed=1)
+    held_out, labels = natural_images.crops("held_out", args.held_out, args.image_size, seed=2)
+    model, config = trained_network(name, args, pixels, train_labels)
+    return model, config, pixels[:args.calibration], held_out, labels
 
 
 def _tflite_converter(model, config, calibration, scratch):
@@ -195,20 +223,21 @@ def markdown(rows, args, seconds, load):
     from benchmarks.runtimes import machine
 
     lines = [
-        f"Measured {time.strftime('%Y-%m-%d')} on {machine()} (load average {load[0]:.1f} "
-        f"before, {load[1]:.1f} after: a shared machine; latencies are of that load), "
-        f"{seconds / 60:.0f} min. {args.image_size}x{args.image_size}, 1000 classes; BatchNorms "
-        f"and classifier re-estimated on {args.calibration_crops} crops of the calibration "
-        f"photographs, int8 calibrated on the first {args.calibration}, compared on "
-        f"{args.held_out} crops of the held-out photographs. Each cell: top-1 agreement with "
-        "float32 Keras, max abs logit error (logits have std 1 over images), file size, "
+        f"Measured {time.strftime('%Y-%m-%d')} on {machine()}, load average {load[0]:.1f} "
+        f"before and {load[1]:.1f} after, {seconds / 60:.0f} min. Full-size networks: "
+        f"{args.image_size}x{args.image_size}, 18 classes, trained {args.epochs} epochs on "
+        f"{args.train_crops} crops, int8 calibrated on {args.calibration} of them, compared on "
+        f"{args.held_out} held-out crops; `digits`: the main job's network, calibrated on "
+        f"{min(args.calibration, 100)} training images, compared on its 359 validation images. "
+        "Each cell: top-1 agreement with float32 Keras, max abs logit error, file size, "
         "batch-1 latency.",
         "",
-        "| family | network | distinct top-1 | format | default int8 | `keep_float=[\"se\"]` |",
+        "| family | network | float32 top-1 | format | default int8 | `keep_float=[\"se\"]` |",
         "|---|---|---:|---|---|---|",
     ]
-    for name, (distinct, results) in rows.items():
-        for index, fmt in enumerate(("TFLite", "ONNX")):
+    for name, (accuracy, results) in rows.items():
+        first = f"| {FAMILIES.get(name, '')} | `{name}` | {accuracy:.1%} "
+        for fmt in ("TFLite", "ONNX"):
             if (fmt, "default") not in results:
                 continue
             cells = []
@@ -218,27 +247,35 @@ def markdown(rows, args, seconds, load):
                     continue
                 agreement, error, mib, ms = results[(fmt, variant)]
                 cells.append(f"{agreement:.1%}, {error:.2f}, {mib:.1f} MiB, {ms:.0f} ms")
-            first = f"| {FAMILIES.get(name, '')} | `{name}` | {distinct} " if index == 0 or \
-                ("TFLite", "default") not in results else "| | | "
             lines.append(f"{first}| {fmt} | " + " | ".join(cells) + " |")
+            first = "| | | "
     return "\n".join(lines) + "\n"
 
 
 def parse(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(FAMILIES),
-                        help="comma-separated registered network names (default %(default)s)")
+                        help=f"comma-separated registered network names, or {DIGITS!r} "
+                        "(default %(default)s)")
     parser.add_argument("--formats", default="tflite,onnx",
                         help="comma-separated: tflite, onnx (default %(default)s)")
-    parser.add_argument("--image_size", type=int, default=224)
-    parser.add_argument("--calibration_crops", type=int, default=64,
-                        help="crops of the calibration photographs for the BatchNorms and the "
-                        "classifier (default %(default)s)")
-    parser.add_argument("--calibration", type=int, default=32,
-                        help="of those, the crops int8 is calibrated on (default %(default)s)")
-    parser.add_argument("--held_out", type=int, default=200,
-                        help="crops of the held-out photographs to compare on "
-                        "(default %(default)s)")
+    parser.add_argument("--image_size", type=int, default=96,
+                        help="the full-size networks' input (default %(default)s)")
+    parser.add_argument("--train_crops", type=int, default=1024,
+                        help="training crops (default %(default)s)")
+    parser.add_argument("--epochs", type=int, default=4, help="(default %(default)s)")
+    parser.add_argument("--batch_size", type=int, default=32, help="(default %(default)s)")
+    parser.add_argument("--learning_rate", type=float, default=1e-3,
+                        help="Adam's (default %(default)s)")
+    parser.add_argument("--calibration", type=int, default=64,
+                        help="training images int8 is calibrated on (default %(default)s)")
+    parser.add_argument("--held_out", type=int, default=360,
+                        help="held-out crops to compare on (default %(default)s)")
+    parser.add_argument("--networks_dir",
+                        help="a folder where the trained networks are saved, and read again by "
+                        "a run with the same training options (default: not saved)")
+    parser.add_argument("--digits_weights",
+                        help="the main job's best.weights.h5 (default: trained here)")
     parser.add_argument("--repeats", type=int, default=5,
                         help="timed batch-1 calls per file (default %(default)s)")
     parser.add_argument("--update-docs", action="store_true",
@@ -246,27 +283,30 @@ def parse(argv=None):
     args = parser.parse_args(argv)
     from benchmarks import arguments
 
-    args.names = args.models = [name for name in args.models.split(",") if name]
+    args.models = [name for name in args.models.split(",") if name]
+    args.names = [name for name in args.models if name != DIGITS]
     args.formats = arguments.split_choices(parser, "--formats", args.formats,
                                            ("tflite", "onnx"), "format")
-    arguments.check(parser, args, minimums={"image_size": 32, "calibration_crops": 2,
-                                            "calibration": 1, "held_out": 1, "repeats": 1})
-    if args.calibration > args.calibration_crops:
+    arguments.check(parser, args, minimums={
+        "image_size": 32, "train_crops": 1, "epochs": 1, "batch_size": 1, "calibration": 1,
+        "held_out": 1, "repeats": 1})
+    if args.calibration > args.train_crops:
         parser.error(f"--calibration ({args.calibration}) must be at most "
-                     f"--calibration_crops ({args.calibration_crops})")
+                     f"--train_crops ({args.train_crops})")
+    if args.networks_dir is not None and not os.path.isdir(args.networks_dir):
+        parser.error(f"--networks_dir {args.networks_dir!r} is not a folder")
+    if args.digits_weights is not None and not os.path.isfile(args.digits_weights):
+        parser.error(f"--digits_weights {args.digits_weights!r} is not a file")
     return args
 
 
 def main(argv=None):
     args = parse(argv)
-    from benchmarks import natural_images
-
     load_before, started = os.getloadavg()[0], time.perf_counter()
-    calibration = natural_images.crops(natural_images.CALIBRATION, args.calibration_crops,
-                                       args.image_size, seed=1)
-    held_out = natural_images.crops(natural_images.HELD_OUT, args.held_out, args.image_size,
-                                    seed=2)
-    rows = {name: measure(name, args, calibration, held_out) for name in args.models}
+    rows = {}
+    for name in args.models:
+        _log(f"[{(time.perf_counter() - started) / 60:5.1f} min] {name}")
+        rows[name] = measure(*network(name, args), args)
     table = markdown(rows, args, time.perf_counter() - started,
                      (load_before, os.getloadavg()[0]))
     print(table)

@@ -71,8 +71,9 @@ USAGE_ERRORS = [
     ("runtimes", ["--runtimes", "keras,tensorrt"],
      "error: --runtimes: unknown runtime 'tensorrt'; expected one of keras, saved_model, "
      "tflite_f32, tflite_int8, onnx_f32, onnx_int8, openvino, timm"),
-    ("quantization", ["--calibration", "65"],
-     "error: --calibration (65) must be at most --calibration_crops (64)"),
+    ("quantization", ["--calibration", "65", "--train_crops", "64"],
+     "error: --calibration (65) must be at most --train_crops (64)"),
+    ("quantization", ["--models", "digits,seresnet5"], "error: Unknown model name 'seresnet5'."),
 ]
 
 BENCHMARKS_PROCESS = """
@@ -99,7 +100,7 @@ for module, names in ((throughput, ("run", "get_model")),
                       (export_grouped, ("measure", "get_model")),
                       (grouped_conv, ("keras_native", "_timings")),
                       (runtimes, ("run", "export_all")),
-                      (quantization, ("measure", "realistic_network"))):
+                      (quantization, ("measure", "network"))):
     for name in names:
         setattr(module, name, recorder(f"{module.__name__}.{name}"))
 

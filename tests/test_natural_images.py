@@ -1,5 +1,5 @@
-"""benchmarks/natural_images.py: photographs split without overlap, and BatchNorm statistics
-re-estimated to the averages of their batches' statistics."""
+"""benchmarks/natural_images.py: crops of the photographs' two parts, whose pixels never overlap,
+labelled by photograph; BatchNorm statistics re-estimated to the averages of their batches'."""
 
 import keras
 import numpy as np
@@ -8,20 +8,33 @@ import pytest
 from benchmarks import natural_images
 
 
-def test_calibration_and_held_out_photographs_share_none():
-    assert set(natural_images.CALIBRATION).isdisjoint(natural_images.HELD_OUT)
-    assert len(natural_images.CALIBRATION) == 12 and len(natural_images.HELD_OUT) == 6
-
-
-def test_crops_are_rgb_pixels_of_the_photographs_and_repeat_with_the_seed():
+def test_crops_are_labelled_rgb_pixels_and_repeat_with_the_seed():
     pytest.importorskip("skimage")
-    crops = natural_images.crops(("camera", "chelsea"), 4, 24, seed=3)
-    assert crops.shape == (4, 24, 24, 3) and crops.dtype == np.float32
-    assert 0.0 <= crops.min() and crops.max() <= 255.0
-    np.testing.assert_array_equal(crops[0, ..., 0], crops[0, ..., 2])  # grayscale camera
-    assert not np.array_equal(crops[1, ..., 0], crops[1, ..., 2])  # the colour cat
-    np.testing.assert_array_equal(natural_images.crops(("camera", "chelsea"), 4, 24, seed=3),
-                                  crops)
+    names = ("camera", "chelsea")
+    pixels, labels = natural_images.crops("train", 4, 24, seed=3, names=names)
+    assert pixels.shape == (4, 24, 24, 3) and pixels.dtype == np.float32
+    assert 0.0 <= pixels.min() and pixels.max() <= 255.0
+    np.testing.assert_array_equal(labels, [0, 1, 0, 1])  # the photographs take turns
+    np.testing.assert_array_equal(pixels[0, ..., 0], pixels[0, ..., 2])  # grayscale camera
+    assert not np.array_equal(pixels[1, ..., 0], pixels[1, ..., 2])  # the colour cat
+    again, _ = natural_images.crops("train", 4, 24, seed=3, names=names)
+    np.testing.assert_array_equal(again, pixels)
+
+
+def test_train_and_held_out_crops_come_from_either_side_of_the_cut(monkeypatch):
+    # A photograph whose every column holds its index: a crop's pixels say where it was cut.
+    width = 100
+    columns = np.broadcast_to(np.arange(width, dtype="uint8")[None, :, None], (50, width, 3))
+    monkeypatch.setattr(natural_images, "photographs", lambda names: {"ramp": columns})
+    cut = int(width * natural_images.TRAIN_FRACTION)
+    for part, inside in (("train", lambda c: c < cut), ("held_out", lambda c: c >= cut)):
+        # Resizing averages a crop's columns: its pixels stay within the columns it took.
+        for seed in range(20):
+            pixels, _ = natural_images.crops(part, 3, 4, seed=seed, names=("ramp",))
+            assert inside(pixels.min()) and inside(pixels.max()), (part, seed)
+    with pytest.raises(ValueError, match=r"`part` must be one of \('train', 'held_out'\); "
+                                         r"received part='val'"):
+        natural_images.crops("val", 1, 4, seed=0, names=("ramp",))
 
 
 def test_reestimated_statistics_are_the_batches_average_and_momentum_is_restored():
