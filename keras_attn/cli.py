@@ -282,9 +282,10 @@ def build_parser():
                              "float32)")
     export.add_argument("--calibration-dir", help="images to calibrate int8 activations on")
     export.add_argument("--keep-float", action="append", metavar="ENTRY",
-                        help="int8: operators left in float32, repeatable: 'se' (every "
-                             "Squeeze-and-Excitation layer), an operator type (TFLite "
-                             "'LOGISTIC', ONNX 'Sigmoid') or a node name pattern")
+                        help="int8: operators left in float32, repeatable: 'input' (the "
+                             "input normalisation), 'se' (every Squeeze-and-Excitation layer), "
+                             "an operator type (TFLite 'LOGISTIC', ONNX 'Sigmoid') or a node "
+                             "name pattern")
     export.add_argument("--verify-dir", help="images to verify on (default: 4 random images)")
     export.add_argument("--labels", help="text file with one class name per line")
     export.add_argument("--top-k", type=int,

@@ -2,16 +2,23 @@
 
 `keep_float` is a list whose entries are operator types of the target format (TFLite's
 `"LOGISTIC"`, ONNX's `"Sigmoid"`) or shell patterns on the graph's node names, which carry the
-Keras layer names as name scopes (`"*/stage1_block1_se_1/*"`), or the preset `"se"`: every
-Squeeze-and-Excitation layer's operators (squeeze, both 1x1 convolutions, the gate and the
-rescaling multiplication), found from the model's own layers.
+Keras layer names as name scopes (`"*/stage1_block1_se_1/*"`), or a preset:
+
+- `"input"`: the input normalisation, `(pixels - mean) / std`. Quantized, the pixels are
+  rounded to int8 and the subtraction and the division rounded again, so the stem convolution
+  reads an image rounded three times: the largest error of an int8 network (TFLite's
+  quantization debugger ranks it first) and, on trained networks, the largest loss of top-1
+  agreement (docs/quantization.md). Float, it costs no weights.
+- `"se"`: every Squeeze-and-Excitation layer's operators (squeeze, both 1x1 convolutions, the
+  gate and the rescaling multiplication), found from the model's own layers.
 """
 
 import fnmatch
 
+from keras_attn.export.serving import NORMALIZATION_SCOPE
 from keras_attn.layers import SqueezeExcite
 
-PRESETS = ("se",)
+PRESETS = ("input", "se")
 
 
 def check(keep_float, quantization):
@@ -26,8 +33,9 @@ def check(keep_float, quantization):
         )
     if isinstance(keep_float, str) or not all(isinstance(entry, str) for entry in keep_float):
         raise ValueError(
-            "`keep_float` must be a list of operator types, node name patterns or the preset "
-            f"'se', e.g. ['se'] or ['*_se_1/*']; received keep_float={keep_float!r}."
+            "`keep_float` must be a list of operator types, node name patterns or the presets "
+            f"'input' and 'se', e.g. ['input'] or ['*_se_1/*']; received "
+            f"keep_float={keep_float!r}."
         )
     return tuple(keep_float)
 
@@ -37,6 +45,9 @@ def expand(keep_float, model):
     `model`'s exported graph; raises a `ValueError` for a preset that selects no layer."""
     expanded = []
     for entry in keep_float:
+        if entry == "input":
+            expanded.append(f"*{NORMALIZATION_SCOPE}/*")
+            continue
         if entry != "se":
             expanded.append(entry)
             continue

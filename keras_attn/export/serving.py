@@ -133,6 +133,9 @@ def inference_model(model):
     return optimize_for_inference(model, pointwise_matmul_max_pixels=0)
 
 
+NORMALIZATION_SCOPE = "keras_attn_normalize"
+
+
 def probabilities_fn(model, config, logits=False):
     """`images (batch, size, size, 3) float32 in [0, 255] -> probabilities (batch, classes)`.
 
@@ -157,7 +160,10 @@ def probabilities_fn(model, config, logits=False):
                                  [None, config.size, config.size, 3])
         # Constants made here, inside the traced function, stay constants of its graph;
         # tensors captured from outside would become inputs of an ONNX file.
-        normalized = (images - tf.constant(mean)) * tf.constant(scale)
+        # One name scope, which the converters keep in their node names: the int8 exports'
+        # keep_float=["input"] finds the normalisation by it.
+        with tf.name_scope(NORMALIZATION_SCOPE):
+            normalized = (images - tf.constant(mean)) * tf.constant(scale)
         outputs = tf.cast(model(normalized, training=False), tf.float32)
         return tf.nn.softmax(outputs) if softmax else outputs
 

@@ -124,3 +124,33 @@ def test_onnx_int8_keeps_every_se_layer_float_and_the_convolutions_int8(tmp_path
     assert convolutions and all(producers[conv.input[0]].op_type == "DequantizeLinear"
                                 for conv in convolutions)
     assert report.max_abs_error <= 0.1
+
+
+def test_input_preset_keeps_the_normalisation_float_in_both_formats(tmp_path):
+    onnx_lib = pytest.importorskip("onnx")
+    model = _narrow_se_resnet()
+    calibration, held_out = _pixels(8, seed=1, size=32), _pixels(16, seed=2, size=32)
+    assert keep_float.expand(("input",), model) == ("*keras_attn_normalize/*",)
+    default, kept = tmp_path / "default.tflite", tmp_path / "input.tflite"
+    export.tflite(model, default, "int8", calibration)
+    export.tflite(model, kept, "int8", calibration, keep_float=["input"],
+                  verify_images=held_out)
+    for path, dtype in ((default, "int8"), (kept, "float32")):
+        outputs = _tflite_outputs(path)
+        normalisation = [(op, out_dtype) for op, name, out_dtype in outputs
+                         if "keras_attn_normalize/" in name]
+        # (pixels - mean) * (1 / std): a subtraction and a multiplication.
+        assert normalisation == [("SUB", dtype), ("MUL", dtype)], (path.name, normalisation)
+        assert {d for op, _, d in outputs if op == "CONV_2D"} == {"int8"}
+
+    path = tmp_path / "input.onnx"
+    export.onnx(model, path, quantization="int8", representative_data=calibration,
+                keep_float=["input"], verify_images=held_out)
+    graph = onnx_lib.load(str(path)).graph
+    producers = {output: node for node in graph.node for output in node.output}
+    normalisation = [node for node in graph.node if "keras_attn_normalize/" in node.name]
+    assert sorted(node.op_type for node in normalisation) == ["Mul", "Sub"]
+    # Each reads the float pixels or the other's float output, never a dequantized tensor.
+    for node in normalisation:
+        assert all(producers[name].op_type != "DequantizeLinear"
+                   for name in node.input if name in producers), node.name

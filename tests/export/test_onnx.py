@@ -221,6 +221,7 @@ def test_int8_is_static_qdq_with_per_channel_weights_and_verified(tmp_path):
     initializers = {tensor.name: tensor for tensor in graph.initializer}
     producers = {output: node for node in graph.node for output in node.output}
     convs = [node for node in graph.node if node.op_type == "Conv"]
+    largest = []
     for conv in convs:
         # The kernel: an int8 initializer dequantized per output channel (axis 0).
         dequantize = producers[conv.input[1]]
@@ -229,10 +230,13 @@ def test_int8_is_static_qdq_with_per_channel_weights_and_verified(tmp_path):
         assert dequantize.op_type == "DequantizeLinear"
         assert kernel.data_type == onnx_lib.TensorProto.INT8
         assert axis == 0 and list(initializers[dequantize.input[1]].dims) == [kernel.dims[0]]
-        # The input: int8 activations.
+        # reduce_range (the default): 7-bit weights, in [-64, 64].
+        largest.append(np.abs(onnx_lib.numpy_helper.to_array(kernel).astype(int)).max())
+        # The input: uint8 activations, as ONNX Runtime advises for x86 CPUs.
         activation = producers[conv.input[0]]
         assert activation.op_type == "DequantizeLinear"
-        assert (initializers[activation.input[2]].data_type == onnx_lib.TensorProto.INT8)
+        assert (initializers[activation.input[2]].data_type == onnx_lib.TensorProto.UINT8)
+    assert max(largest) == 64
     assert _graph_groups(path) == grouped_convolutions(model)
     np.testing.assert_allclose(export.run_onnx(path, calibration[:3]),
                                serving.probabilities_fn(model, serving.serving_config(model))(
