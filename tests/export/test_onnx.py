@@ -309,7 +309,8 @@ def test_int8_default_limit_refuses_a_broken_quantization(tmp_path, monkeypatch)
     monkeypatch.setattr(onnx_export, "convert",
                         lambda model, config, path: open(path, "wb").close())
     monkeypatch.setattr(onnx_export, "quantize_int8",
-                        lambda source, path, images, keep_float: shutil.copyfile(source, path))
+                        lambda source, path, images, keep_float, reduce_range:
+                        shutil.copyfile(source, path))
     calibration = _pixels(2, seed=1)
     monkeypatch.setattr(onnx_export, "run_onnx", off_by(0.2))
     with pytest.raises(export.ExportVerificationError, match=r"max abs error 0\.2 > 0\.1"):
