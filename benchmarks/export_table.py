@@ -80,7 +80,10 @@ def family_table(full):
     return "\n".join(lines) + "\n"
 
 
-def _digits_model(weights):
+def digits_model(weights, **model_args):
+    """The main job's network, `(model, held-out pixels, labels, 100 training pixels)`:
+    `seresnet20_cifar` with the weights file `weights`, or trained 8 epochs here when None;
+    `model_args` go to `get_model` (e.g. `classifier_activation=None`)."""
     from keras_attn.training import data as training_data
 
     data = training_data.load_data("digits")
@@ -101,7 +104,7 @@ def _digits_model(weights):
                 "--jit_compile", f"--model_dir={scratch}"])
         training.run(values)
         weights = os.path.join(scratch, "best.weights.h5")
-    model = get_model("seresnet20_cifar", classes=10, weights=weights)
+    model = get_model("seresnet20_cifar", classes=10, weights=weights, **model_args)
     return model, images, labels, train.astype("float32")
 
 
@@ -136,7 +139,7 @@ def layer_errors(model, calibration, top=6):
 
 
 def digits_table(weights):
-    model, images, labels, calibration = _digits_model(weights)
+    model, images, labels, calibration = digits_model(weights)
     rows, keras_accuracy = measure(model, images, calibration, labels)
     lines = [f"| `seresnet20_cifar`, digits | Keras | {keras_accuracy:.2%} | 100% | | "
              f"{model.count_params() * 4 / 2**20:.2f} MiB (weights) |",

@@ -123,6 +123,8 @@ def _export_usage_error(args):
                 return f"{flag} applies to --format saved_model only."
     if args.calibration_dir and args.quantization != "int8":
         return "--calibration-dir applies to --quantization int8 (tflite, onnx) only."
+    if args.keep_float and args.quantization != "int8":
+        return "--keep-float applies to --quantization int8 (tflite, onnx) only."
     for flag, folder in (("--calibration-dir", args.calibration_dir),
                          ("--verify-dir", args.verify_dir)):
         if folder is not None and not os.path.isdir(folder):
@@ -183,13 +185,13 @@ def _export(args):
         calibration = _pixels(args.calibration_dir, size, args.model, published)
         if args.format == "onnx":
             report = export.onnx(model, args.output, quantization=args.quantization,
-                                 representative_data=calibration, weights=published,
-                                 verify_images=verify_images, overwrite=args.overwrite,
-                                 **options)
+                                 representative_data=calibration, keep_float=args.keep_float,
+                                 weights=published, verify_images=verify_images,
+                                 overwrite=args.overwrite, **options)
         else:
             report = export.tflite(model, args.output, quantization=args.quantization,
-                                   representative_data=calibration, weights=published,
-                                   verify_images=verify_images, **options)
+                                   representative_data=calibration, keep_float=args.keep_float,
+                                   weights=published, verify_images=verify_images, **options)
     print(report)
     return 0
 
@@ -279,6 +281,11 @@ def build_parser():
                         help="TFLite: float16, dynamic or int8; ONNX: int8 (default: none, "
                              "float32)")
     export.add_argument("--calibration-dir", help="images to calibrate int8 activations on")
+    export.add_argument("--keep-float", action="append", metavar="ENTRY",
+                        help="int8: operators left in float32, repeatable: 'input' (the "
+                             "input normalisation), 'se' (every Squeeze-and-Excitation layer), "
+                             "an operator type (TFLite 'LOGISTIC', ONNX 'Sigmoid') or a node "
+                             "name pattern")
     export.add_argument("--verify-dir", help="images to verify on (default: 4 random images)")
     export.add_argument("--labels", help="text file with one class name per line")
     export.add_argument("--top-k", type=int,

@@ -68,6 +68,12 @@ USAGE_ERRORS = [
      "channels_last, contiguous"),
     ("grouped_conv", ["--shapes", "56"], "error: unrecognized arguments: --shapes 56"),
     ("grouped_conv", ["--threads", "0"], "error: --threads must be >= 1; received 0"),
+    ("runtimes", ["--runtimes", "keras,tensorrt"],
+     "error: --runtimes: unknown runtime 'tensorrt'; expected one of keras, saved_model, "
+     "tflite_f32, tflite_int8, onnx_f32, onnx_int8, openvino, timm"),
+    ("quantization", ["--calibration", "65", "--train_crops", "64"],
+     "error: --calibration (65) must be at most --train_crops (64)"),
+    ("quantization", ["--models", "digits,seresnet5"], "error: Unknown model name 'seresnet5'."),
 ]
 
 BENCHMARKS_PROCESS = """
@@ -77,7 +83,7 @@ import json
 import sys
 
 # throughput first: it imports torch before TensorFlow, as its own process does.
-from benchmarks import throughput, grouped_conv, export_grouped
+from benchmarks import throughput, grouped_conv, export_grouped, quantization, runtimes
 
 built = []
 
@@ -92,7 +98,9 @@ def recorder(name):
 # What each main does once its arguments are read: build and time networks or convolutions.
 for module, names in ((throughput, ("run", "get_model")),
                       (export_grouped, ("measure", "get_model")),
-                      (grouped_conv, ("keras_native", "_timings"))):
+                      (grouped_conv, ("keras_native", "_timings")),
+                      (runtimes, ("run", "export_all")),
+                      (quantization, ("measure", "network"))):
     for name in names:
         setattr(module, name, recorder(f"{module.__name__}.{name}"))
 

@@ -241,14 +241,22 @@ def test_export_writes_verified_onnx_int8_onnx_and_openvino(tmp_path, tmp_path_f
                         r"100\.00% on 3 images, [\d.]+ MiB\n", capsys.readouterr().out)
     int8 = tmp_path / "digits_int8.onnx"
     int8_command = [*common, "--format", "onnx", "--quantization", "int8", "--output", str(int8),
-                    "--calibration-dir", str(images)]
+                    "--calibration-dir", str(images), "--keep-float", "se"]
     assert cli.main([*int8_command, "--max-error", "1e-9"]) == 1  # the limit reaches it
     assert re.search(r"The onnx export differs from the Keras model: max abs error \S+ > 1e-09 "
                      r"\(3 images\)\. Nothing was written\.", capsys.readouterr().err)
     assert not int8.exists()
     assert cli.main(int8_command) == 0
     assert capsys.readouterr().out.startswith(f"onnx (int8) {int8}: max abs error")
-    assert "QuantizeLinear" in {node.op_type for node in onnx.load(str(int8)).graph.node}
+    graph = onnx.load(str(int8)).graph
+    assert "QuantizeLinear" in {node.op_type for node in graph.node}
+    # --keep-float se: no SE gate's sigmoid output is quantized on its way to the rescaling.
+    readers = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, set()).add(node.op_type)
+    gates = [node.output[0] for node in graph.node if node.op_type == "Sigmoid"]
+    assert len(gates) == 9 and all("QuantizeLinear" not in readers[gate] for gate in gates)
 
     xml = tmp_path / "digits.xml"
     assert cli.main([*common, "--format", "openvino", "--output", str(xml)]) == 0
@@ -273,6 +281,8 @@ def test_export_writes_verified_onnx_int8_onnx_and_openvino(tmp_path, tmp_path_f
         (["--format", "saved_model", "--output", "{existing}"], "is a file; a SavedModel's"),
         (["--format", "tflite", "--quantization", "int8", "--output", "{folder}/x.tflite"],
          "--quantization int8 needs --calibration-dir"),
+        (["--format", "tflite", "--output", "{folder}/x.tflite", "--keep-float", "se"],
+         "--keep-float applies to --quantization int8 (tflite, onnx) only."),
         (["--format", "tflite", "--output", "{folder}/x.tflite", "--version", "3"],
          "--version applies to --format saved_model only."),
         (["--format", "tflite", "--output", "{folder}/x.tflite", "--top-k", "3"],

@@ -188,7 +188,8 @@ def test_export_and_predict_commands_parse_and_pass_the_usage_checks(scratch):
 
 # Every generated section of the README and the pages, and what checks it here.
 FROM_THE_CODE = ("families", "models", "overhead", "weights", "attention", "training-flags")
-FROM_BENCHMARKS = ("export", "quantization", "throughput", "throughput-gpu")
+FROM_BENCHMARKS = ("export", "quantization", "throughput", "throughput-gpu", "runtimes",
+                   "quantization-families")
 
 
 def test_every_generated_section_is_checked_and_in_one_place():
@@ -266,3 +267,30 @@ def test_sections_find_refuses_a_missing_section():
         sections.find("no-such-table")
     with pytest.raises(ValueError, match="no-such-table"):
         sections.update({"weights": tables.weights_table(), "no-such-table": ""})
+
+
+def test_runtime_table_is_generated_by_its_benchmark():
+    from benchmarks import runtimes
+
+    table = sections.read("runtimes")
+    assert ("| network | " + " | ".join(runtimes.TITLES[name] for name in runtimes.RUNTIMES)
+            + " |") in table.splitlines()
+    rows = [line.split(" | ")[0][2:] for line in table.splitlines() if line.startswith("| `")]
+    assert rows == [f"`{name}`" for name in runtimes.DEFAULT_MODELS]
+    assert "python -m benchmarks.runtimes --update-docs" in (DOCS / "cpu-runtimes.md").read_text()
+
+
+def test_int8_table_is_generated_by_its_benchmark_and_says_what_the_page_says():
+    from benchmarks import quantization
+
+    table = sections.read("quantization-families")
+    cells = [line.split(" | ") for line in table.splitlines() if line.startswith("| ")][1:]
+    assert [row[1] for row in cells if row[1].startswith("`")] == [
+        f"`{name}`" for name in quantization.FAMILIES]
+    # The page's claim: SE-ResNet-50 in TFLite int8 with the input normalisation float keeps
+    # at least 99% of its top-1 classes.
+    row = next(row for row in cells if row[1] == "`seresnet50`")
+    assert row[3] == "TFLite" and float(row[5].split("%")[0]) >= 99.0, row
+    assert "python -m benchmarks.quantization --networks_dir DIR --update-docs" in (
+        DOCS / "quantization.md").read_text()
+

@@ -1,6 +1,5 @@
 """ONNX export through Keras' own exporter, float32 or static int8, verified in ONNX Runtime."""
 
-import fnmatch
 import itertools
 import os
 import tempfile
@@ -9,6 +8,7 @@ import warnings
 import numpy as np
 
 from keras_attn.export import files, serving
+from keras_attn.export import keep_float as keep_float_module
 from keras_attn.export.verify import verification_images, verified_report
 from keras_attn.layers.grouped_conv import grouped_conv_implementation
 
@@ -31,8 +31,8 @@ BATCH = "batch"
 
 
 def onnx(model, path, *, quantization=None, representative_data=None, keep_float=None,
-         weights="imagenet", model_name=None, verify_images=None, max_abs_error="default",
-         min_top1_agreement="default", overwrite=False):
+         reduce_range=True, weights="imagenet", model_name=None, verify_images=None,
+         max_abs_error="default", min_top1_agreement="default", overwrite=False):
     """Exports a classifier as an ONNX file, verified in ONNX Runtime before it lands.
 
     The file has the contract of the SavedModel's `serving_default`: input `images`, float32
@@ -46,8 +46,9 @@ def onnx(model, path, *, quantization=None, representative_data=None, keep_float
 
     With `quantization="int8"` the verified float32 graph is quantized by ONNX Runtime's
     static quantization: QDQ format (QuantizeLinear / DequantizeLinear around each
-    quantized operator), int8 weights per output channel, int8 activations whose ranges are
-    calibrated on `representative_data` (min/max). Input and output stay float32.
+    quantized operator), int8 weights per output channel, uint8 activations whose ranges are
+    calibrated on `representative_data` (min/max), as ONNX Runtime advises for x86 CPUs.
+    Input and output stay float32.
 
     Args:
         model: a Keras classifier with a fixed square RGB input.
@@ -57,9 +58,16 @@ def onnx(model, path, *, quantization=None, representative_data=None, keep_float
             an iterable of such batches) to calibrate the activation ranges on; the first 100
             images are used.
         keep_float: for "int8", what stays float32: a sequence of ONNX operator types (e.g.
-            `"Sigmoid"`) or shell patterns on ONNX node names, which are TensorFlow's name
-            scopes with the Keras layer names (e.g. `"*/stage1_block1_se_1/*"`). Each entry
-            must match a node of the graph.
+            `"Sigmoid"`), shell patterns on ONNX node names, which are TensorFlow's name
+            scopes with the Keras layer names (e.g. `"*/stage1_block1_se_1/*"`), or the
+            presets `"input"` (the input normalisation: recommended, see
+            docs/quantization.md) and `"se"` (every Squeeze-and-Excitation layer); see
+            `keras_attn.export.keep_float`. Each entry must match a node of the graph.
+        reduce_range: for "int8", weights quantized to 7 bits instead of 8, so that ONNX
+            Runtime's uint8 x int8 kernels on x86 CPUs without VNNI (AVX2, AVX-512 without
+            VNNI) cannot saturate their 16-bit sums (measured on a trained ResNet-50 on an
+            AVX2 CPU: top-1 agreement with float32 93.6% with 8 bits, 96.4% with 7; see
+            docs/quantization.md). Pass False for files that run on CPUs with VNNI.
         weights: the published tag whose mean/std the graph applies.
         model_name: the network's registry name, for a renamed or wrapped network (default
             `model.name`); see `serving.serving_config`.
@@ -97,7 +105,8 @@ def onnx(model, path, *, quantization=None, representative_data=None, keep_float
             f"{config.size}, {config.size}, 3) in [0, 255] from the data the model will see, "
             "to calibrate the activation ranges."
         )
-    keep_float = _check_keep_float(keep_float, quantization)
+    keep_float = keep_float_module.expand(
+        keep_float_module.check(keep_float, quantization), model)
     path = os.fspath(path)
     files.check_target(path, overwrite)
     _modules()  # a missing package is reported before the conversion
@@ -114,7 +123,7 @@ def onnx(model, path, *, quantization=None, representative_data=None, keep_float
         convert(model, config, written)
         if quantization == "int8":
             float_path, written = written, os.path.join(scratch, "model_int8.onnx")
-            quantize_int8(float_path, written, calibration, keep_float)
+            quantize_int8(float_path, written, calibration, keep_float, reduce_range)
         report = verified_report(
             model, config, images, run_onnx(written, images),
             (max_abs_error, min_top1_agreement), path=path, format="onnx",
@@ -124,9 +133,10 @@ def onnx(model, path, *, quantization=None, representative_data=None, keep_float
     return report
 
 
-def convert(model, config, path):
+def convert(model, config, path, logits=False):
     """Writes `model` behind the pixels-in, probabilities-out function as an ONNX file (not
-    verified), with Keras' own exporter."""
+    verified), with Keras' own exporter; logits out with `logits=True` (see
+    `serving.probabilities_fn`: what int8 is measured on)."""
     _modules()
     # Grouped convolutions traced native, TensorFlow's grouped Conv2D op, which tf2onnx turns
     # into one ONNX Conv with `group`; the packed form would be several dense Convs with zeros,
@@ -134,7 +144,7 @@ def convert(model, config, path):
     with grouped_conv_implementation("native"), warnings.catch_warnings():
         # Keras' tf2onnx patch for NumPy 2 probes `np.object`, which warns.
         warnings.filterwarnings("ignore", message=".*np.object.*", category=FutureWarning)
-        serving.serving_model(model, config).export(
+        serving.serving_model(model, config, logits).export(
             path, format="onnx", input_signature=[serving.pixels_signature(config)],
             verbose=False,
         )
@@ -186,11 +196,11 @@ def run_onnx(path, images):
     return output
 
 
-def quantize_int8(float_path, path, images, keep_float=()):
-    """Writes the static int8 (QDQ, per-channel int8 weights, int8 activations) form of the
+def quantize_int8(float_path, path, images, keep_float=(), reduce_range=True):
+    """Writes the static int8 (QDQ, per-channel int8 weights, uint8 activations) form of the
     float32 ONNX file `float_path` to `path`, its activation ranges calibrated on `images`
     (float32 pixels, as `calibration_images` returns); the nodes `keep_float` selects (see
-    `onnx`) stay float32."""
+    `onnx`) stay float32; `reduce_range`: 7-bit weights (see `onnx`)."""
     onnx_lib, _, quantization = _modules(quantization=True)
     with tempfile.TemporaryDirectory(prefix="keras_attn_onnx_") as scratch:
         # Shape inference and ONNX Runtime's graph optimizations first, as ONNX Runtime
@@ -201,8 +211,10 @@ def quantize_int8(float_path, path, images, keep_float=()):
         quantization.quantize_static(
             prepared, path, _CalibrationReader(images),
             quant_format=quantization.QuantFormat.QDQ, per_channel=True,
-            activation_type=quantization.QuantType.QInt8,
-            weight_type=quantization.QuantType.QInt8,
+            # ONNX Runtime's advice for x86 CPUs (quantize_static's docstring): uint8
+            # activations, int8 weights, and 7-bit weights on CPUs without VNNI.
+            activation_type=quantization.QuantType.QUInt8,
+            weight_type=quantization.QuantType.QInt8, reduce_range=reduce_range,
             calibrate_method=quantization.CalibrationMethod.MinMax,
             nodes_to_exclude=excluded,
             # Ranges computed every few images and merged (min of mins, max of maxes: the
@@ -211,36 +223,12 @@ def quantize_int8(float_path, path, images, keep_float=()):
         )
 
 
-def _check_keep_float(keep_float, quantization):
-    if keep_float is None:
-        return ()
-    if quantization != "int8":
-        raise ValueError(
-            f"`keep_float` applies to quantization='int8' only; received keep_float="
-            f"{keep_float!r} with quantization={quantization!r}."
-        )
-    if isinstance(keep_float, str) or not all(isinstance(entry, str) for entry in keep_float):
-        raise ValueError(
-            "`keep_float` must be a list of ONNX operator types or node name patterns, e.g. "
-            f"['Sigmoid'] or ['*_se/*']; received keep_float={keep_float!r}."
-        )
-    return tuple(keep_float)
-
-
 def _excluded_nodes(model, keep_float):
     """The names of the nodes `keep_float` selects; raises for an entry that selects none."""
-    nodes = model.graph.node
-    excluded = []
-    for entry in keep_float:
-        selected = [node.name for node in nodes
-                    if node.op_type == entry or fnmatch.fnmatchcase(node.name, entry)]
-        if not selected:
-            raise ValueError(
-                f"`keep_float` entry {entry!r} matches no operator type and no node name of "
-                f"the graph; its operator types are {sorted({node.op_type for node in nodes})}."
-            )
-        excluded.extend(name for name in selected if name not in excluded)
-    return excluded
+    nodes = [(node.op_type, node.name) for node in model.graph.node]
+    selected, types = keep_float_module.select(nodes, keep_float)
+    return selected + [name for op_type, name in nodes
+                       if op_type in types and name not in selected]
 
 
 def calibration_images(representative_data, config):

@@ -133,6 +133,9 @@ def inference_model(model):
     return optimize_for_inference(model, pointwise_matmul_max_pixels=0)
 
 
+NORMALIZATION_SCOPE = "keras_attn_normalize"
+
+
 def probabilities_fn(model, config, logits=False):
     """`images (batch, size, size, 3) float32 in [0, 255] -> probabilities (batch, classes)`.
 
@@ -157,7 +160,10 @@ def probabilities_fn(model, config, logits=False):
                                  [None, config.size, config.size, 3])
         # Constants made here, inside the traced function, stay constants of its graph;
         # tensors captured from outside would become inputs of an ONNX file.
-        normalized = (images - tf.constant(mean)) * tf.constant(scale)
+        # One name scope, which the converters keep in their node names: the int8 exports'
+        # keep_float=["input"] finds the normalisation by it.
+        with tf.name_scope(NORMALIZATION_SCOPE):
+            normalized = (images - tf.constant(mean)) * tf.constant(scale)
         outputs = tf.cast(model(normalized, training=False), tf.float32)
         return tf.nn.softmax(outputs) if softmax else outputs
 
@@ -226,10 +232,10 @@ def write_saved_model(model, path, functions):
 class _ServingModel(keras.Model):
     """A Keras model whose call is `probabilities_fn`: what Keras' own exporters convert."""
 
-    def __init__(self, model, config):
+    def __init__(self, model, config, logits=False):
         super().__init__(name=f"{model.name}_serving")
         self.classifier = model
-        self._probabilities = probabilities_fn(model, config)
+        self._probabilities = probabilities_fn(model, config, logits)
         # Its only weights are the classifier's, built already; Keras' exporters refuse a model
         # that was never built.
         self.built = True
@@ -238,9 +244,9 @@ class _ServingModel(keras.Model):
         return self._probabilities(images)
 
 
-def serving_model(model, config):
+def serving_model(model, config, logits=False):
     """`model` behind the pixels-in, probabilities-out function, as a Keras model that
     `model.export(format="onnx" | "openvino")` converts (with `pixels_signature(config)` as
     its input signature): the ONNX and OpenVINO exports prepare the network here, and only
     here."""
-    return _ServingModel(inference_model(model), config)
+    return _ServingModel(inference_model(model), config, logits)

@@ -8,6 +8,7 @@ import uuid
 import numpy as np
 import tensorflow as tf
 
+from keras_attn.export import keep_float as keep_float_module
 from keras_attn.export import serving
 from keras_attn.export.verify import verification_images, verified_report
 from keras_attn.layers.grouped_conv import grouped_conv_implementation
@@ -27,8 +28,8 @@ LIMITS = {None: (1e-4, None), "float16": (1e-2, None), "dynamic": (0.1, None),
 CALIBRATION_IMAGES = 100  # most images the int8 calibration reads
 
 
-def tflite(model, path, quantization=None, representative_data=None, *, weights="imagenet",
-           model_name=None, verify_images=None, max_abs_error="default",
+def tflite(model, path, quantization=None, representative_data=None, *, keep_float=None,
+           weights="imagenet", model_name=None, verify_images=None, max_abs_error="default",
            min_top1_agreement="default"):
     """Converts a classifier to a `.tflite` file with builtin ops only, verified first.
 
@@ -49,6 +50,13 @@ def tflite(model, path, quantization=None, representative_data=None, *, weights=
             to calibrate the activation ranges on: an array, an iterable of such batches, or
             (TFLite's own convention) a function returning a fresh iterable of them, each
             batch alone or in a one-element list `[batch]`. The first 100 images are used.
+        keep_float: for "int8", what stays float32 (dequantized before it, quantized after
+            it): TFLite operator types (e.g. `"LOGISTIC"`), shell patterns on the graph's
+            tensor names, which are TensorFlow's name scopes with the Keras layer names (e.g.
+            `"*/stage1_block1_se_1/*"`), or the presets `"input"` (the input normalisation:
+            recommended, it costs no weights and measured the best top-1 agreement, see
+            docs/quantization.md) and `"se"` (every Squeeze-and-Excitation layer); see
+            `keras_attn.export.keep_float`. Each entry must match an operator.
         weights: the published tag whose mean/std the graph applies.
         model_name: the network's registry name, for a renamed or wrapped network (default
             `model.name`); see `serving.serving_config`.
@@ -77,6 +85,8 @@ def tflite(model, path, quantization=None, representative_data=None, *, weights=
             f"`quantization` must be one of {QUANTIZATIONS}; received {quantization!r}."
         )
     config = serving.serving_config(model, weights, model_name=model_name)
+    keep_float = keep_float_module.expand(keep_float_module.check(keep_float, quantization),
+                                          model)
     if quantization == "int8" and representative_data is None:
         raise ValueError(
             "quantization='int8' needs `representative_data`: float32 pixels (n, "
@@ -89,7 +99,7 @@ def tflite(model, path, quantization=None, representative_data=None, *, weights=
                           else min_top1_agreement)
     images = verification_images(config, verify_images)
 
-    content = convert(model, config, quantization, representative_data)
+    content = convert(model, config, quantization, representative_data, keep_float=keep_float)
     path = os.fspath(path)
     part = f"{path}.part-{uuid.uuid4().hex[:8]}"
     try:
@@ -106,9 +116,12 @@ def tflite(model, path, quantization=None, representative_data=None, *, weights=
     return report
 
 
-def convert(model, config, quantization=None, representative_data=None, logits=False):
+def convert(model, config, quantization=None, representative_data=None, logits=False,
+            keep_float=()):
     """The TFLite flatbuffer (bytes) of `model` behind the pixels-in, probabilities-out graph
-    (logits out with `logits=True`, see `serving.probabilities_fn`)."""
+    (logits out with `logits=True`, see `serving.probabilities_fn`); with int8 and
+    `keep_float` (expanded already, see `keep_float.expand`), the operators it selects stay
+    float32."""
     # Through a SavedModel, as Keras' own LiteRT export does: its variables are frozen into
     # constants (BatchNorm folds into the convolutions), where a concrete function's stay
     # resource variables.
@@ -121,7 +134,45 @@ def convert(model, config, quantization=None, representative_data=None, logits=F
             serving.probabilities_fn(inference, config, logits),
             [serving.pixels_signature(config)])})
         converter = tf.lite.TFLiteConverter.from_saved_model(scratch)
-        return configure_converter(converter, config, quantization, representative_data).convert()
+        converter = configure_converter(converter, config, quantization, representative_data)
+        if not (quantization == "int8" and keep_float):
+            return converter.convert()
+        return quantize_calibrated(calibrate(converter), keep_float)
+
+
+def calibrate(converter):
+    """The calibrated float model (bytes) of an int8 `converter`: every tensor's range
+    recorded, nothing quantized yet. `quantize_calibrated` turns it into the int8 file; one
+    calibration then serves several choices of what stays float."""
+    # The two steps TFLite's own converter takes for int8 (and its QuantizationDebugger for a
+    # model with some operators left float), taken one at a time: the public debugger
+    # calibrates again for each denylist.
+    converter._experimental_calibrate_only = True  # noqa: SLF001 (no public API)
+    try:
+        return converter.convert()
+    finally:
+        converter._experimental_calibrate_only = False  # noqa: SLF001
+
+
+def quantize_calibrated(calibrated, keep_float=()):
+    """The int8 TFLite file (float32 input and output) of a `calibrate`d model, the operators
+    `keep_float` selects (expanded already) left float32: TFLite operator types, or shell
+    patterns on their output tensors' names."""
+    from tensorflow.lite.python import convert as lite_convert
+
+    selected, types = keep_float_module.select(_nodes(calibrated), keep_float)
+    # What TFLiteConverter calls after calibrating (float32 input and output, per-channel
+    # weights), with TFLite's denylists of operator types and of nodes by output name.
+    return lite_convert.mlir_quantize(calibrated, denylisted_ops=types,
+                                      denylisted_nodes=selected)
+
+
+def _nodes(content):
+    """`(operator type, output tensor name)` of each operator of a TFLite model."""
+    runner = interpreter(content)
+    names = {tensor["index"]: tensor["name"] for tensor in runner.get_tensor_details()}
+    return [(op["op_name"], names[op["outputs"][0]])
+            for op in runner._get_ops_details()]  # noqa: SLF001 (no public API)
 
 
 def configure_converter(converter, config, quantization=None, representative_data=None):

@@ -221,6 +221,7 @@ def test_int8_is_static_qdq_with_per_channel_weights_and_verified(tmp_path):
     initializers = {tensor.name: tensor for tensor in graph.initializer}
     producers = {output: node for node in graph.node for output in node.output}
     convs = [node for node in graph.node if node.op_type == "Conv"]
+    largest = []
     for conv in convs:
         # The kernel: an int8 initializer dequantized per output channel (axis 0).
         dequantize = producers[conv.input[1]]
@@ -229,10 +230,13 @@ def test_int8_is_static_qdq_with_per_channel_weights_and_verified(tmp_path):
         assert dequantize.op_type == "DequantizeLinear"
         assert kernel.data_type == onnx_lib.TensorProto.INT8
         assert axis == 0 and list(initializers[dequantize.input[1]].dims) == [kernel.dims[0]]
-        # The input: int8 activations.
+        # reduce_range (the default): 7-bit weights, in [-64, 64].
+        largest.append(np.abs(onnx_lib.numpy_helper.to_array(kernel).astype(int)).max())
+        # The input: uint8 activations, as ONNX Runtime advises for x86 CPUs.
         activation = producers[conv.input[0]]
         assert activation.op_type == "DequantizeLinear"
-        assert (initializers[activation.input[2]].data_type == onnx_lib.TensorProto.INT8)
+        assert (initializers[activation.input[2]].data_type == onnx_lib.TensorProto.UINT8)
+    assert max(largest) == 64
     assert _graph_groups(path) == grouped_convolutions(model)
     np.testing.assert_allclose(export.run_onnx(path, calibration[:3]),
                                serving.probabilities_fn(model, serving.serving_config(model))(
@@ -305,7 +309,8 @@ def test_int8_default_limit_refuses_a_broken_quantization(tmp_path, monkeypatch)
     monkeypatch.setattr(onnx_export, "convert",
                         lambda model, config, path: open(path, "wb").close())
     monkeypatch.setattr(onnx_export, "quantize_int8",
-                        lambda source, path, images, keep_float: shutil.copyfile(source, path))
+                        lambda source, path, images, keep_float, reduce_range:
+                        shutil.copyfile(source, path))
     calibration = _pixels(2, seed=1)
     monkeypatch.setattr(onnx_export, "run_onnx", off_by(0.2))
     with pytest.raises(export.ExportVerificationError, match=r"max abs error 0\.2 > 0\.1"):
@@ -324,3 +329,18 @@ def test_a_path_that_cannot_be_a_file_is_refused(tmp_path):
         export.onnx(model, tmp_path)
     with pytest.raises(ValueError, match="does not exist"):
         export.onnx(model, tmp_path / "missing" / "model.onnx")
+
+
+def test_convert_with_logits_writes_the_classifiers_scores_before_softmax(tmp_path):
+    from keras_attn.applications import get_model
+
+    model = get_model("resnet50", classes=10, widths=(8, 16, 32, 64), depths=(1, 1, 1, 1),
+                      input_shape=(32, 32, 3), classifier_activation=None)
+    config = serving.serving_config(model)
+    path = str(tmp_path / "logits.onnx")
+    onnx_export.convert(model, config, path, logits=True)
+    assert "Softmax" not in {node.op_type for node in onnx_lib.load(path).graph.node}
+    images = _pixels(3, seed=4, size=32)
+    np.testing.assert_allclose(export.run_onnx(path, images),
+                               serving.probabilities_fn(model, config, logits=True)(images),
+                               atol=1e-4)
