@@ -18,8 +18,6 @@ import fnmatch
 from keras_attn.export.serving import NORMALIZATION_SCOPE
 from keras_attn.layers import SqueezeExcite
 
-PRESETS = ("input", "se")
-
 
 def check(keep_float, quantization):
     """`keep_float` as a tuple of entries (empty for None); raises a `ValueError` for a value
