@@ -283,7 +283,8 @@ def build_parser():
     export.add_argument("--calibration-dir", help="images to calibrate int8 activations on")
     export.add_argument("--keep-float", action="append", metavar="ENTRY",
                         help="int8: operators left in float32, repeatable: 'input' (the "
-                             "input normalisation), 'se' (every Squeeze-and-Excitation layer), "
+                             "input normalisation), 'classifier' (the classifier and its "
+                             "softmax), 'se' (every Squeeze-and-Excitation layer), "
                              "an operator type (TFLite 'LOGISTIC', ONNX 'Sigmoid') or a node "
                              "name pattern")
     export.add_argument("--verify-dir", help="images to verify on (default: 4 random images)")

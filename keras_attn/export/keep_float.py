@@ -9,6 +9,12 @@ Keras layer names as name scopes (`"*/stage1_block1_se_1/*"`), or a preset:
   reads an image rounded three times: the largest error of an int8 network (TFLite's
   quantization debugger ranks it first) and, on trained networks, the largest loss of top-1
   agreement (docs/quantization.md). Float, it costs no weights.
+- `"classifier"`: the classifier, the graph's last matrix multiplication (TFLite's
+  `FULLY_CONNECTED`, ONNX's `MatMul` or `Gemm`) and every operator after it (its bias, the
+  softmax). Quantized, its output is rounded to 256 levels over the calibrated range of
+  logits (or probabilities): images whose logits leave that range, or whose two best classes
+  differ by less than a step, tie at the top, and the first class wins. Float, it costs the
+  classifier's weights in float32 (4 bytes instead of 1 per weight).
 - `"se"`: every Squeeze-and-Excitation layer's operators (squeeze, both 1x1 convolutions, the
   gate and the rescaling multiplication), found from the model's own layers.
 """
@@ -17,6 +23,12 @@ import fnmatch
 
 from keras_attn.export.serving import NORMALIZATION_SCOPE
 from keras_attn.layers import SqueezeExcite
+
+PRESETS = ("input", "classifier", "se")
+
+CLASSIFIER = "classifier"
+# The operator types a classifier's Dense layer becomes in each format.
+_MATRIX_MULTIPLICATIONS = ("FULLY_CONNECTED", "MatMul", "Gemm")
 
 
 def check(keep_float, quantization):
@@ -32,15 +44,16 @@ def check(keep_float, quantization):
     if isinstance(keep_float, str) or not all(isinstance(entry, str) for entry in keep_float):
         raise ValueError(
             "`keep_float` must be a list of operator types, node name patterns or the presets "
-            f"'input' and 'se', e.g. ['input'] or ['*_se_1/*']; received "
+            f"{', '.join(map(repr, PRESETS))}, e.g. ['input'] or ['*_se_1/*']; received "
             f"keep_float={keep_float!r}."
         )
     return tuple(keep_float)
 
 
 def expand(keep_float, model):
-    """`keep_float` with each preset replaced by the node name patterns it stands for in
-    `model`'s exported graph; raises a `ValueError` for a preset that selects no layer."""
+    """`keep_float` with the presets "input" and "se" replaced by the node name patterns they
+    stand for in `model`'s exported graph ("classifier" stays, for `select`); raises a
+    `ValueError` for a preset that selects no layer."""
     expanded = []
     for entry in keep_float:
         if entry == "input":
@@ -64,11 +77,22 @@ def expand(keep_float, model):
 
 def select(nodes, keep_float):
     """The names of the nodes `keep_float` selects among `nodes`, `(operator type, name)`
-    pairs, in order, and the operator types it names; raises a `ValueError` for an entry
-    that selects nothing (patterns must already be expanded)."""
+    pairs in the graph's order, and the operator types it names; raises a `ValueError` for an
+    entry that selects nothing (patterns must already be expanded)."""
     selected, types = [], []
     known_types = {op_type for op_type, _ in nodes}
     for entry in keep_float:
+        if entry == CLASSIFIER:
+            last = max((index for index, (op_type, _) in enumerate(nodes)
+                        if op_type in _MATRIX_MULTIPLICATIONS), default=None)
+            if last is None:
+                raise ValueError(
+                    "`keep_float` entry 'classifier' selects the graph's last matrix "
+                    f"multiplication ({', '.join(_MATRIX_MULTIPLICATIONS)}), and the graph has "
+                    f"none; its operator types are {sorted(known_types)}."
+                )
+            selected.extend(name for _, name in nodes[last:] if name not in selected)
+            continue
         if entry in known_types:
             types.append(entry)
             continue

@@ -60,9 +60,11 @@ def onnx(model, path, *, quantization=None, representative_data=None, keep_float
         keep_float: for "int8", what stays float32: a sequence of ONNX operator types (e.g.
             `"Sigmoid"`), shell patterns on ONNX node names, which are TensorFlow's name
             scopes with the Keras layer names (e.g. `"*/stage1_block1_se_1/*"`), or the
-            presets `"input"` (the input normalisation: recommended, see
-            docs/quantization.md) and `"se"` (every Squeeze-and-Excitation layer); see
-            `keras_attn.export.keep_float`. Each entry must match a node of the graph.
+            presets `"input"` (the input normalisation), `"classifier"` (the classifier and
+            its softmax) and `"se"` (every Squeeze-and-Excitation layer); see
+            `keras_attn.export.keep_float`, and docs/quantization.md for what each costs and
+            gains (`["input", "classifier"]` is recommended). Each entry must match a node of
+            the graph.
         reduce_range: for "int8", weights quantized to 7 bits instead of 8, so that ONNX
             Runtime's uint8 x int8 kernels on x86 CPUs without VNNI (AVX2, AVX-512 without
             VNNI) cannot saturate their 16-bit sums (measured on a trained ResNet-50 on an

@@ -53,10 +53,11 @@ def tflite(model, path, quantization=None, representative_data=None, *, keep_flo
         keep_float: for "int8", what stays float32 (dequantized before it, quantized after
             it): TFLite operator types (e.g. `"LOGISTIC"`), shell patterns on the graph's
             tensor names, which are TensorFlow's name scopes with the Keras layer names (e.g.
-            `"*/stage1_block1_se_1/*"`), or the presets `"input"` (the input normalisation:
-            recommended, it costs no weights and measured the best top-1 agreement, see
-            docs/quantization.md) and `"se"` (every Squeeze-and-Excitation layer); see
-            `keras_attn.export.keep_float`. Each entry must match an operator.
+            `"*/stage1_block1_se_1/*"`), or the presets `"input"` (the input normalisation),
+            `"classifier"` (the classifier and its softmax) and `"se"` (every
+            Squeeze-and-Excitation layer); see `keras_attn.export.keep_float`, and
+            docs/quantization.md for what each costs and gains (`["input", "classifier"]`
+            is recommended). Each entry must match an operator.
         weights: the published tag whose mean/std the graph applies.
         model_name: the network's registry name, for a renamed or wrapped network (default
             `model.name`); see `serving.serving_config`.

@@ -1,5 +1,6 @@
-"""int8 exports with the SE layers kept float (`keep_float=["se"]`): what stays float32, what
-stays int8, and that the file still agrees with Keras."""
+"""int8 exports with parts kept float (`keep_float`: the presets "input", "classifier" and "se",
+operator types, node name patterns): what stays float32, what stays int8, and that the file
+still agrees with Keras."""
 
 import numpy as np
 import pytest
@@ -126,14 +127,29 @@ def test_onnx_int8_keeps_every_se_layer_float_and_the_convolutions_int8(tmp_path
     assert report.max_abs_error <= 0.1
 
 
-def test_input_preset_keeps_the_normalisation_float_in_both_formats(tmp_path):
+def test_classifier_preset_selects_the_last_matrix_multiplication_and_what_follows():
+    nodes = [("CONV_2D", "stem"), ("FULLY_CONNECTED", "se_reduce"), ("LOGISTIC", "se_gate"),
+             ("MEAN", "pool"), ("FULLY_CONNECTED", "predictions"), ("SOFTMAX", "output")]
+    assert keep_float.select(nodes, ("classifier",)) == (["predictions", "output"], [])
+    onnx_nodes = [("Conv", "stem"), ("MatMul", "fc"), ("Add", "bias"), ("Softmax", "output")]
+    assert keep_float.select(onnx_nodes, ("classifier", "Conv")) == (
+        ["fc", "bias", "output"], ["Conv"])
+    with pytest.raises(ValueError, match=r"`keep_float` entry 'classifier' selects the graph's "
+                                         r"last matrix multiplication \(FULLY_CONNECTED, MatMul, "
+                                         r"Gemm\), and the graph has none; its operator types "
+                                         r"are \['CONV_2D', 'MEAN'\]"):
+        keep_float.select([("CONV_2D", "stem"), ("MEAN", "pool")], ("classifier",))
+
+
+def test_input_and_classifier_presets_keep_their_operators_float_in_both_formats(tmp_path):
     onnx_lib = pytest.importorskip("onnx")
     model = _narrow_se_resnet()
     calibration, held_out = _pixels(8, seed=1, size=32), _pixels(16, seed=2, size=32)
-    assert keep_float.expand(("input",), model) == ("*keras_attn_normalize/*",)
-    default, kept = tmp_path / "default.tflite", tmp_path / "input.tflite"
+    assert keep_float.expand(("input", "classifier"), model) == (
+        "*keras_attn_normalize/*", "classifier")
+    default, kept = tmp_path / "default.tflite", tmp_path / "kept.tflite"
     export.tflite(model, default, "int8", calibration)
-    export.tflite(model, kept, "int8", calibration, keep_float=["input"],
+    export.tflite(model, kept, "int8", calibration, keep_float=["input", "classifier"],
                   verify_images=held_out)
     for path, dtype in ((default, "int8"), (kept, "float32")):
         outputs = _tflite_outputs(path)
@@ -141,16 +157,31 @@ def test_input_preset_keeps_the_normalisation_float_in_both_formats(tmp_path):
                          if "keras_attn_normalize/" in name]
         # (pixels - mean) * (1 / std): a subtraction and a multiplication.
         assert normalisation == [("SUB", dtype), ("MUL", dtype)], (path.name, normalisation)
-        assert {d for op, _, d in outputs if op == "CONV_2D"} == {"int8"}
+        # The classifier and its softmax, the file's last operators but the conversions
+        # between int8 and float32.
+        computing = [(op, d) for op, _, d in outputs if op not in ("QUANTIZE", "DEQUANTIZE")]
+        assert computing[-2:] == [("FULLY_CONNECTED", dtype), ("SOFTMAX", dtype)], (
+            path.name, outputs[-4:])
+        assert {d for op, d in computing if op == "CONV_2D"} == {"int8"}
+        # The SE layers' fully connected layers stay int8 either way.
+        assert {d for op, d in computing[:-2] if op == "FULLY_CONNECTED"} == {"int8"}
 
-    path = tmp_path / "input.onnx"
+    path = tmp_path / "kept.onnx"
     export.onnx(model, path, quantization="int8", representative_data=calibration,
-                keep_float=["input"], verify_images=held_out)
+                keep_float=["input", "classifier"], verify_images=held_out)
     graph = onnx_lib.load(str(path)).graph
     producers = {output: node for node in graph.node for output in node.output}
+    initializers = {tensor.name for tensor in graph.initializer}
     normalisation = [node for node in graph.node if "keras_attn_normalize/" in node.name]
     assert sorted(node.op_type for node in normalisation) == ["Mul", "Sub"]
     # Each reads the float pixels or the other's float output, never a dequantized tensor.
     for node in normalisation:
         assert all(producers[name].op_type != "DequantizeLinear"
                    for name in node.input if name in producers), node.name
+    # The classifier multiplies by its float32 weights and its softmax is the output as it
+    # is; the SE layers' matrix multiplications read int8 weights.
+    matmuls = [node for node in graph.node if node.op_type == "MatMul"]
+    assert matmuls[-1].input[1] in initializers
+    assert all(producers[node.input[1]].op_type == "DequantizeLinear" for node in matmuls[:-1])
+    assert graph.node[-1].op_type == "Softmax" and graph.node[-1].output[0] == (
+        graph.output[0].name)
