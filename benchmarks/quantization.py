@@ -19,15 +19,16 @@ same vector for every image, its top-1 is decided by differences below int8's st
   calibrate int8; crops of its right part, which neither saw, are the held-out images.
 
 For each, the int8 files are calibrated on `--calibration` training images and compared with
-Keras' float32 logits on the held-out images: top-1 agreement, max abs logit error, file
-size, and batch-1 latency (median of `--repeats` calls, all cores) in LiteRT (XNNPACK) and
-ONNX Runtime. "default" is the int8 export as it is; "input float" is `keep_float=["input"]`
-(the input normalisation in float32); "se float" is `keep_float=["se"]` (every
-Squeeze-and-Excitation layer in float32), for the networks that have SE layers. One TFLite
-calibration and one ONNX float file serve all three.
+Keras' float32 logits on the held-out images: top-1 agreement, max and root-mean-square logit
+error, file size, and batch-1 latency (median of `--repeats` calls, all cores) in LiteRT
+(XNNPACK) and ONNX Runtime, for the default export and each `keep_float` of `OPTIONS` ("se"
+for the networks that have SE layers). A second table compares each option with the default
+image by image: the held-out images whose top-1 class it fixes and breaks, and McNemar's exact
+p-value of that split. One TFLite calibration and one ONNX float file serve every option.
 """
 
 import argparse
+import dataclasses
 import os
 import statistics
 import sys
@@ -43,6 +44,8 @@ FAMILIES = {DIGITS: "SE-ResNet (digits)", "resnet50": "ResNet", "seresnet50": "S
             "resnext50_32x4d": "ResNeXt", "seresnext50_32x4d": "SE-ResNeXt",
             "skresnext50_32x4d": "SKNet", "resnest50d": "ResNeSt",
             "se_bn_inception": "SE-Inception"}
+# The `keep_float` values measured against the default (an empty list).
+OPTIONS = (("input",), ("classifier",), ("input", "classifier"), ("se",))
 LABEL_SMOOTHING = 0.1
 DOCS_PAGE = "docs/quantization.md"
 SECTION = "quantization-families"
@@ -50,6 +53,43 @@ SECTION = "quantization-families"
 
 def _log(message):
     print(message, file=sys.stderr, flush=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Measurement:
+    """One int8 file against float32 Keras on the held-out images."""
+
+    agrees: np.ndarray  # per image: the file's top-1 class is Keras'
+    max_error: float  # largest absolute logit difference
+    rms_error: float  # root mean square logit difference
+    mib: float
+    ms: float  # batch-1 latency
+
+    @property
+    def agreement(self):
+        return float(np.mean(self.agrees))
+
+    def __str__(self):
+        return (f"{self.agreement:.1%}, {self.max_error:.2f} max, {self.rms_error:.3f} rms, "
+                f"{self.mib:.1f} MiB, {self.ms:.0f} ms")
+
+
+def paired(default, option):
+    """`(fixed, broken, p)`: the held-out images whose top-1 class an option's file gets right
+    and the default's wrong (fixed), and the reverse (broken), with McNemar's exact two-sided
+    p-value: how likely so lopsided a split of the changed images would be if the option
+    changed nothing but which images sit on a knife's edge.
+
+        >>> paired(np.array([True, False, False, True]), np.array([True, True, True, False]))
+        (2, 1, 1.0)
+    """
+    from scipy import stats
+
+    default, option = np.asarray(default, bool), np.asarray(option, bool)
+    fixed, broken = int(np.sum(option & ~default)), int(np.sum(default & ~option))
+    changed = fixed + broken
+    return fixed, broken, 1.0 if changed == 0 else float(
+        stats.binomtest(fixed, changed, 0.5).pvalue)
 
 
 def _normalisation(config):
@@ -116,26 +156,29 @@ def _latency(run, image, repeats):
 
 
 def measure(model, config, calibration, held_out, labels, args):
-    """`{(format, variant): (agreement, max error, MiB, ms)}` and the float32 held-out top-1
-    of `model`, int8 calibrated on `calibration`, compared on `held_out` (with `labels`)."""
+    """`{(format, keep_float): Measurement}` and the float32 held-out top-1 of `model`, int8
+    calibrated on `calibration`, compared on `held_out` (with `labels`)."""
     from keras_attn.export import keep_float, onnx_export, serving, tflite_export, verify
 
     started = time.perf_counter()
     expected = _batched(serving.probabilities_fn(model, config, logits=True), held_out)
     accuracy = float(np.mean(expected.argmax(-1) == labels))
     _log(f"  {model.name}: float32 top-1 {accuracy:.1%} on {len(held_out)} held-out images")
-    variants = {"default": (), "input float": keep_float.expand(("input",), model)}
-    try:
-        variants["se float"] = keep_float.expand(("se",), model)
-    except ValueError:
-        pass  # no SE layer: the option does not apply
+    variants = {(): ()}
+    for option in OPTIONS:
+        try:
+            variants[option] = keep_float.expand(option, model)
+        except ValueError:
+            pass  # "se" on a network without SE layers
     results = {}
 
     def record(key, run_file, size_bytes):
         actual = _batched(run_file, held_out)
         error, agreement = verify.compare(expected, actual)
-        results[key] = (agreement, error, size_bytes / 2**20,
-                        _latency(run_file, held_out[:1], args.repeats))
+        results[key] = Measurement(
+            agrees=expected.argmax(-1) == actual.argmax(-1), max_error=error,
+            rms_error=float(np.sqrt(np.mean(np.square(actual - expected)))),
+            mib=size_bytes / 2**20, ms=_latency(run_file, held_out[:1], args.repeats))
         _log(f"  [{time.perf_counter() - started:4.0f}s] {key}: {results[key]}")
 
     if "tflite" in args.formats:
@@ -153,7 +196,7 @@ def measure(model, config, calibration, held_out, labels, args):
             # (steps of 1/256 of the largest) would tie, and top-1 would measure the ties.
             onnx_export.convert(model, config, float_path, logits=True)
             for variant, kept in variants.items():
-                path = os.path.join(scratch, f"{variant}.onnx")
+                path = os.path.join(scratch, f"{'_'.join(variant) or 'default'}.onnx")
                 onnx_export.quantize_int8(float_path, path, calibration, kept)
                 session = onnx_export.session(path)
                 record(("ONNX", variant),
@@ -227,9 +270,15 @@ class _TFLite:
         return runner.get_tensor(runner.get_output_details()[0]["index"]).copy()
 
 
+def _option(keep_float):
+    return "default int8" if not keep_float else (
+        "`keep_float=[" + ", ".join(f'"{entry}"' for entry in keep_float) + "]`")
+
+
 def markdown(rows, args, seconds, load):
     from benchmarks.runtimes import machine
 
+    variants = ((), *OPTIONS)
     lines = [
         f"Measured {time.strftime('%Y-%m-%d')} on {machine()}, load average {load[0]:.1f} "
         f"before and {load[1]:.1f} after, {seconds / 60:.0f} min. Full-size networks: "
@@ -237,28 +286,41 @@ def markdown(rows, args, seconds, load):
         f"{args.train_crops} crops, int8 calibrated on {args.calibration} of them, compared on "
         f"{args.held_out} held-out crops; `digits`: the main job's network, calibrated on "
         f"{min(args.calibration, 100)} training images, compared on its 359 validation images. "
-        "Each cell: top-1 agreement with float32 Keras, max abs logit error, file size, "
-        "batch-1 latency.",
+        "Each cell: top-1 agreement with float32 Keras, max and root-mean-square logit error, "
+        "file size, batch-1 latency.",
         "",
-        "| family | network | float32 top-1 | format | default int8 | "
-        "`keep_float=[\"input\"]` | `keep_float=[\"se\"]` |",
-        "|---|---|---:|---|---|---|---|",
+        "| family | network | float32 top-1 | format | "
+        + " | ".join(map(_option, variants)) + " |",
+        "|---|---|---:|---|" + "---|" * len(variants),
+    ]
+    paired_lines = [
+        "Each option against the default, image by image: held-out images whose top-1 class it "
+        "fixes / breaks, and McNemar's exact p-value (below 0.05: a split that chance alone "
+        "seldom gives).",
+        "",
+        "| network | format | " + " | ".join(map(_option, OPTIONS)) + " |",
+        "|---|---|" + "---|" * len(OPTIONS),
     ]
     for name, (accuracy, results) in rows.items():
         first = f"| {FAMILIES.get(name, '')} | `{name}` | {accuracy:.1%} "
+        paired_first = f"| `{name}` "
         for fmt in ("TFLite", "ONNX"):
-            if (fmt, "default") not in results:
+            if (fmt, ()) not in results:
                 continue
-            cells = []
-            for variant in ("default", "input float", "se float"):
-                if (fmt, variant) not in results:
-                    cells.append("no SE layer")
-                    continue
-                agreement, error, mib, ms = results[(fmt, variant)]
-                cells.append(f"{agreement:.1%}, {error:.2f}, {mib:.1f} MiB, {ms:.0f} ms")
+            default = results[(fmt, ())]
+            cells, paired_cells = [], []
+            for variant in variants:
+                measured = results.get((fmt, variant))
+                cells.append("no SE layer" if measured is None else str(measured))
+                if variant and measured is not None:
+                    fixed, broken, p = paired(default.agrees, measured.agrees)
+                    paired_cells.append(f"{fixed} / {broken}, p={p:.2g}")
+                elif variant:
+                    paired_cells.append("-")
             lines.append(f"{first}| {fmt} | " + " | ".join(cells) + " |")
-            first = "| | | "
-    return "\n".join(lines) + "\n"
+            paired_lines.append(f"{paired_first}| {fmt} | " + " | ".join(paired_cells) + " |")
+            first, paired_first = "| | | ", "| "
+    return "\n".join(lines + [""] + paired_lines) + "\n"
 
 
 def parse(argv=None):
@@ -278,7 +340,7 @@ def parse(argv=None):
                         help="Adam's (default %(default)s)")
     parser.add_argument("--calibration", type=int, default=64,
                         help="training images int8 is calibrated on (default %(default)s)")
-    parser.add_argument("--held_out", type=int, default=360,
+    parser.add_argument("--held_out", type=int, default=1800,
                         help="held-out crops to compare on (default %(default)s)")
     parser.add_argument("--networks_dir",
                         help="a folder where the trained networks are saved, and read again by "

@@ -159,3 +159,18 @@ def test_benchmark_rejects_bad_input_before_building(benchmarks_process, case):
 def test_throughput_table_gives_timm_in_its_faster_memory_format(benchmarks_process):
     assert benchmarks_process["fastest"] == [
         "26.2 (channels_last)", "7.30 (contiguous)", "16.2", "—"]
+
+
+def test_paired_counts_the_images_an_option_fixes_and_breaks_with_mcnemars_exact_p():
+    import numpy as np
+
+    from benchmarks.quantization import paired
+
+    default = np.array([True] * 10 + [False] * 5)
+    # Breaks all of the first 5, fixes none: the exact binomial p of 0 of 5 is 2 / 2**5.
+    option = np.array([False] * 5 + [True] * 5 + [False] * 5)
+    assert paired(default, option) == (0, 5, 0.0625)
+    # Fixes 3 of the 5 the default got wrong, breaks 1: p = 2 * (1 + 4) / 2**4.
+    option = np.array([True] * 9 + [False] + [True] * 3 + [False] * 2)
+    assert paired(default, option) == (3, 1, 0.625)
+    assert paired(default, default) == (0, 0, 1.0)
