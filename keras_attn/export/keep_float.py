@@ -7,14 +7,16 @@ Keras layer names as name scopes (`"*/stage1_block1_se_1/*"`), or a preset:
 - `"input"`: the input normalisation, `(pixels - mean) / std`. Quantized, the pixels are
   rounded to int8 and the subtraction and the division rounded again, so the stem convolution
   reads an image rounded three times: the largest error of an int8 network (TFLite's
-  quantization debugger ranks it first) and, on trained networks, the largest loss of top-1
-  agreement (docs/quantization.md). Float, it costs no weights.
+  quantization debugger ranks it first) and, on a trained SE-ResNet-50, the largest loss of
+  top-1 agreement (docs/quantization.md). Float, it costs no weights.
 - `"classifier"`: the classifier, the graph's last matrix multiplication (TFLite's
   `FULLY_CONNECTED`, ONNX's `MatMul` or `Gemm`) and every operator after it (its bias, the
   softmax). Quantized, its output is rounded to 256 levels over the calibrated range of
   logits (or probabilities): images whose logits leave that range, or whose two best classes
   differ by less than a step, tie at the top, and the first class wins. Float, it costs the
-  classifier's weights in float32 (4 bytes instead of 1 per weight).
+  classifier's weights in float32 (4 bytes instead of 1 per weight). What the plain and
+  split-attention networks lose most (docs/quantization.md); with `"input"`, the recommended
+  setting.
 - `"se"`: every Squeeze-and-Excitation layer's operators (squeeze, both 1x1 convolutions, the
   gate and the rescaling multiplication), found from the model's own layers.
 """
