@@ -174,7 +174,7 @@ def measure(model, config, calibration, held_out, labels, args):
 
     def record(key, run_file, size_bytes):
         actual = _batched(run_file, held_out)
-        error, agreement = verify.compare(expected, actual)
+        error, _ = verify.compare(expected, actual)  # checks the shapes too
         results[key] = Measurement(
             agrees=expected.argmax(-1) == actual.argmax(-1), max_error=error,
             rms_error=float(np.sqrt(np.mean(np.square(actual - expected)))),
@@ -307,16 +307,13 @@ def markdown(rows, args, seconds, load):
         for fmt in ("TFLite", "ONNX"):
             if (fmt, ()) not in results:
                 continue
-            default = results[(fmt, ())]
-            cells, paired_cells = [], []
-            for variant in variants:
-                measured = results.get((fmt, variant))
-                cells.append("no SE layer" if measured is None else str(measured))
-                if variant and measured is not None:
-                    fixed, broken, p = paired(default.agrees, measured.agrees)
-                    paired_cells.append(f"{fixed} / {broken}, p={p:.2g}")
-                elif variant:
-                    paired_cells.append("-")
+            cells = [str(results[(fmt, variant)]) if (fmt, variant) in results
+                     else "no SE layer" for variant in variants]
+            default, paired_cells = results[(fmt, ())], []
+            for option in OPTIONS:
+                measured = results.get((fmt, option))
+                paired_cells.append("-" if measured is None else "{} / {}, p={:.2g}".format(
+                    *paired(default.agrees, measured.agrees)))
             lines.append(f"{first}| {fmt} | " + " | ".join(cells) + " |")
             paired_lines.append(f"{paired_first}| {fmt} | " + " | ".join(paired_cells) + " |")
             first, paired_first = "| | | ", "| "
